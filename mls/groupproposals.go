@@ -1,0 +1,357 @@
+package mls
+
+import (
+	"errors"
+	"fmt"
+)
+
+func proposalError(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidProposal}, args...)...)
+}
+
+// validateProposal checks one proposal on its own against the current epoch
+// (RFC 9420 §12.1, §12.2). inCommit says it arrived inside a Commit by value.
+func (g *Group) validateProposal(p *Proposal, sender Sender, inCommit bool) error {
+	cs := g.ctx.CipherSuite
+	switch sender.Type {
+	case SenderTypeMember:
+	case SenderTypeExternal:
+		switch p.Type {
+		case ProposalTypeAdd, ProposalTypeRemove, ProposalTypePSK, ProposalTypeReInit, ProposalTypeGroupContextExtensions:
+		default:
+			return proposalError("external sender may not propose type %d", p.Type)
+		}
+	case SenderTypeNewMemberProposal:
+		if p.Type != ProposalTypeAdd {
+			return proposalError("new member may only propose to add itself")
+		}
+	case SenderTypeNewMemberCommit:
+		if !inCommit {
+			return proposalError("new_member_commit sender outside a commit")
+		}
+		switch p.Type {
+		case ProposalTypeExternalInit, ProposalTypeRemove, ProposalTypePSK:
+		default:
+			return proposalError("external commit may not carry type %d", p.Type)
+		}
+	}
+	switch p.Type {
+	case ProposalTypeAdd:
+		kp := &p.Add.KeyPackage
+		if err := kp.Validate(cs, g.cfg.now()); err != nil {
+			return proposalError("add: %v", err)
+		}
+		if err := g.cfg.validate(kp.LeafNode.Credential, kp.LeafNode.SignatureKey); err != nil {
+			return err
+		}
+		req, err := requiredCapabilities(g.ctx.Extensions)
+		if err != nil {
+			return proposalError("group required_capabilities: %v", err)
+		}
+		if err := leafSupports(&kp.LeafNode, g.ctx.Extensions, req); err != nil {
+			return proposalError("add: %v", err)
+		}
+	case ProposalTypeUpdate:
+		if sender.Type != SenderTypeMember {
+			return proposalError("update from a non-member")
+		}
+		if inCommit {
+			return proposalError("update by value in a commit")
+		}
+		l := &p.Update.LeafNode
+		if l.Source != LeafNodeSourceUpdate {
+			return proposalError("update leaf source is %d", l.Source)
+		}
+		if err := g.validateMemberLeaf(l, sender.LeafIndex); err != nil {
+			return proposalError("update: %v", err)
+		}
+	case ProposalTypeRemove:
+		r := p.Remove.Removed
+		if uint32(r) >= g.tree.leafCount() || g.tree.leaf(r) == nil {
+			return proposalError("remove of empty leaf %d", r)
+		}
+	case ProposalTypePSK:
+		id := &p.PreSharedKey.PSK
+		if len(id.PSKNonce) != cs.Nh() {
+			return proposalError("psk nonce length %d", len(id.PSKNonce))
+		}
+		if id.PSKType == PSKTypeResumption && id.Usage != ResumptionPSKUsageApplication {
+			return proposalError("resumption psk with usage %d outside reinit or branch", id.Usage)
+		}
+	case ProposalTypeReInit:
+		if p.ReInit.Version < g.ctx.Version {
+			return proposalError("reinit to an older protocol version")
+		}
+	case ProposalTypeExternalInit:
+		if !inCommit || sender.Type != SenderTypeNewMemberCommit {
+			return proposalError("external init outside an external commit")
+		}
+	case ProposalTypeGroupContextExtensions:
+		if err := g.checkGroupExtensions(p.GroupContextExtensions.Extensions, g.tree); err != nil {
+			return proposalError("group context extensions: %v", err)
+		}
+	default:
+		return proposalError("unsupported type %d", p.Type)
+	}
+	return nil
+}
+
+// validateMemberLeaf checks a leaf node that a member sends for its own leaf (in an
+// Update or a commit's path): RFC 9420 §7.3.
+func (g *Group) validateMemberLeaf(l *LeafNode, leaf LeafIndex) error {
+	cs := g.ctx.CipherSuite
+	if err := l.validateSelf(cs, g.ctx.GroupID, leaf, g.cfg.now()); err != nil {
+		return err
+	}
+	if err := g.cfg.validate(l.Credential, l.SignatureKey); err != nil {
+		return err
+	}
+	req, err := requiredCapabilities(g.ctx.Extensions)
+	if err != nil {
+		return err
+	}
+	if err := leafSupports(l, g.ctx.Extensions, req); err != nil {
+		return err
+	}
+	for i := uint32(0); i < g.tree.leafCount(); i++ {
+		other := g.tree.leaf(LeafIndex(i))
+		if other == nil || LeafIndex(i) == leaf {
+			continue
+		}
+		if equalBytes(other.SignatureKey, l.SignatureKey) {
+			return leafNodeError("signature key already used by leaf %d", i)
+		}
+		if equalBytes(other.EncryptionKey, l.EncryptionKey) {
+			return leafNodeError("encryption key already used by leaf %d", i)
+		}
+	}
+	if cur := g.tree.leaf(leaf); cur != nil && equalBytes(cur.EncryptionKey, l.EncryptionKey) {
+		return leafNodeError("encryption key not renewed")
+	}
+	return nil
+}
+
+// applied is a proposal list applied to a copy of the tree (RFC 9420 §12.3).
+type applied struct {
+	tree         *ratchetTree
+	extensions   Extensions
+	extChanged   bool
+	added        []LeafIndex
+	addedKPs     []*KeyPackage
+	removed      []Member
+	updated      []LeafIndex
+	psks         []PreSharedKeyID
+	reinit       *ReInit
+	externalInit *ExternalInit
+	needsPath    bool
+	selfRemoved  bool
+}
+
+// applyProposals validates a commit's proposal list as a whole (RFC 9420 §12.2) and
+// applies it, in the order of §12.3, to a copy of the tree.
+func (g *Group) applyProposals(list []cachedProposal, committer Sender) (*applied, error) {
+	a := &applied{tree: g.tree.clone(), extensions: g.ctx.Extensions, needsPath: len(list) == 0}
+	external := committer.Type == SenderTypeNewMemberCommit
+	var (
+		gce      *GroupContextExtensions
+		updates  []cachedProposal
+		removes  []LeafIndex
+		adds     []*KeyPackage
+		touched  = map[LeafIndex]bool{}
+		addKeys  = map[string]bool{}
+		pskSeen  []PreSharedKeyID
+		nExtInit int
+	)
+	for _, cp := range list {
+		p := cp.proposal
+		switch p.Type {
+		case ProposalTypeAdd:
+			kp := &p.Add.KeyPackage
+			if addKeys[string(kp.LeafNode.SignatureKey)] {
+				return nil, proposalError("two adds of the same client")
+			}
+			addKeys[string(kp.LeafNode.SignatureKey)] = true
+			adds = append(adds, kp)
+		case ProposalTypeUpdate:
+			if committer.Type == SenderTypeMember && cp.sender.LeafIndex == committer.LeafIndex {
+				return nil, proposalError("commit includes the committer's own update")
+			}
+			if touched[cp.sender.LeafIndex] {
+				return nil, proposalError("two updates or removes for leaf %d", cp.sender.LeafIndex)
+			}
+			touched[cp.sender.LeafIndex] = true
+			updates = append(updates, cp)
+			a.needsPath = true
+		case ProposalTypeRemove:
+			r := p.Remove.Removed
+			if committer.Type == SenderTypeMember && r == committer.LeafIndex {
+				return nil, proposalError("commit removes the committer")
+			}
+			if touched[r] {
+				return nil, proposalError("two updates or removes for leaf %d", r)
+			}
+			touched[r] = true
+			removes = append(removes, r)
+			a.needsPath = true
+		case ProposalTypePSK:
+			id := p.PreSharedKey.PSK
+			for i := range pskSeen {
+				if pskSeen[i].equal(&id) {
+					return nil, proposalError("psk proposed twice")
+				}
+			}
+			pskSeen = append(pskSeen, id)
+		case ProposalTypeReInit:
+			if len(list) != 1 {
+				return nil, proposalError("reinit together with other proposals")
+			}
+			a.reinit = p.ReInit
+		case ProposalTypeExternalInit:
+			if !external {
+				return nil, proposalError("external init in a member's commit")
+			}
+			nExtInit++
+			a.externalInit = p.ExternalInit
+			a.needsPath = true
+		case ProposalTypeGroupContextExtensions:
+			if gce != nil {
+				return nil, proposalError("two group context extensions proposals")
+			}
+			gce = p.GroupContextExtensions
+			a.needsPath = true
+		default:
+			return nil, proposalError("unsupported type %d", p.Type)
+		}
+	}
+	if external {
+		if nExtInit != 1 {
+			return nil, proposalError("external commit needs exactly one external init")
+		}
+		if len(removes) > 1 || len(adds) > 0 || len(updates) > 0 || gce != nil || a.reinit != nil {
+			return nil, proposalError("external commit carries proposals other than external init, one remove and psks")
+		}
+	}
+	// Every member must support every non-default proposal type used (none here beyond the defaults).
+
+	// 1. GroupContextExtensions.
+	if gce != nil {
+		a.extensions = gce.Extensions
+		a.extChanged = true
+	}
+	// 2. Updates.
+	for _, cp := range updates {
+		a.tree.updateLeaf(cp.sender.LeafIndex, cp.proposal.Update.LeafNode.clone())
+		a.updated = append(a.updated, cp.sender.LeafIndex)
+	}
+	// 3. Removes.
+	for _, r := range removes {
+		m, ok := g.Member(r)
+		if !ok {
+			return nil, proposalError("remove of empty leaf %d", r)
+		}
+		a.removed = append(a.removed, m)
+		if r == g.myLeaf {
+			a.selfRemoved = true
+		}
+		a.tree.removeLeaf(r)
+	}
+	// Adds may not bring a client that is (still) in the group, nor reuse keys.
+	for _, kp := range adds {
+		for i := uint32(0); i < a.tree.leafCount(); i++ {
+			l := a.tree.leaf(LeafIndex(i))
+			if l == nil {
+				continue
+			}
+			if equalBytes(l.SignatureKey, kp.LeafNode.SignatureKey) {
+				return nil, proposalError("add of a client already in the group (leaf %d)", i)
+			}
+			if equalBytes(l.EncryptionKey, kp.LeafNode.EncryptionKey) || equalBytes(l.EncryptionKey, kp.InitKey) {
+				return nil, proposalError("add reuses the encryption key of leaf %d", i)
+			}
+		}
+	}
+	// 4. Adds.
+	for _, kp := range adds {
+		leaf := a.tree.addLeaf(kp.LeafNode.clone())
+		a.added = append(a.added, leaf)
+		a.addedKPs = append(a.addedKPs, kp)
+	}
+	// 5. PSKs are injected into the key schedule in order.
+	a.psks = pskSeen
+	if gce != nil {
+		if err := g.checkGroupExtensions(a.extensions, a.tree); err != nil {
+			return nil, proposalError("group context extensions: %v", err)
+		}
+	}
+	return a, nil
+}
+
+// resolveProposals turns a commit's ProposalOrRef list into proposals with their
+// senders: references are looked up in this epoch's cache (RFC 9420 §12.4).
+func (g *Group) resolveProposals(c *Commit, committer Sender) ([]cachedProposal, error) {
+	var out []cachedProposal
+	for _, por := range c.Proposals {
+		switch por.Type {
+		case ProposalOrRefTypeProposal:
+			if err := g.validateProposal(por.Proposal, committer, true); err != nil {
+				return nil, err
+			}
+			out = append(out, cachedProposal{proposal: por.Proposal, sender: committer})
+		case ProposalOrRefTypeReference:
+			if committer.Type != SenderTypeMember {
+				return nil, proposalError("external commit refers to a cached proposal")
+			}
+			found := false
+			for _, cp := range g.proposals {
+				if equalBytes(cp.ref, por.Reference) {
+					out = append(out, cp)
+					found = true
+					break
+				}
+			}
+			if !found {
+				return nil, proposalError("commit refers to an unknown proposal")
+			}
+		default:
+			return nil, errors.New("mls: unknown ProposalOrRef type")
+		}
+	}
+	return out, nil
+}
+
+// resolvePSKs fetches the PSKs of a commit or Welcome and computes psk_secret (RFC 9420 §8.4).
+func (g *Group) resolvePSKs(ids []PreSharedKeyID) ([]byte, error) {
+	return resolvePSKs(g.ctx.CipherSuite, &g.cfg, g.ctx.GroupID, g.resumption, ids)
+}
+
+// resolvePSKs looks up every PSK: external ones through cfg, resumption ones among the
+// group's kept resumption secrets (for the group groupID).
+func resolvePSKs(cs CipherSuite, cfg *Config, groupID GroupID, resumption map[uint64][]byte, ids []PreSharedKeyID) ([]byte, error) {
+	psks := make([][]byte, len(ids))
+	for i := range ids {
+		id := &ids[i]
+		switch id.PSKType {
+		case PSKTypeExternal:
+			if cfg.ExternalPSK == nil {
+				return nil, errors.New("mls: unknown external psk")
+			}
+			psk, ok := cfg.ExternalPSK(id.PSKID)
+			if !ok {
+				return nil, errors.New("mls: unknown external psk")
+			}
+			psks[i] = psk
+		case PSKTypeResumption:
+			if !equalBytes(id.PSKGroupID, groupID) {
+				return nil, errors.New("mls: resumption psk of another group is not held")
+			}
+			psk, ok := resumption[id.PSKEpoch]
+			if !ok {
+				return nil, fmt.Errorf("mls: resumption psk of epoch %d is not held", id.PSKEpoch)
+			}
+			psks[i] = psk
+		default:
+			return nil, errors.New("mls: unknown psk type")
+		}
+	}
+	return pskSecret(cs, ids, psks)
+}

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# test.sh is the project's single test command: it installs what the tests
+# need (idempotently), then runs the format check, go vet, the race-enabled
+# tests, the ts-mls driver's self-test and a short smoke run of every fuzz
+# target. It runs every check even after one fails, prints a summary, and
+# exits non-zero if anything failed.
+#
+# Environment: FUZZTIME (default 3s) is the time given to each fuzz target.
+set -euo pipefail
+
+cd "$(dirname "$0")"
+root=$(pwd)
+fuzztime=${FUZZTIME:-3s}
+tsmls=mls/interop/tsmls
+
+log() { printf '== %s\n' "$*" >&2; }
+
+# need_apt installs the given Debian packages that are not installed yet,
+# running apt-get update at most once per run. It does nothing when not
+# root, so a developer's own machine is never changed behind their back.
+apt_updated=
+need_apt() {
+	local missing=() p
+	for p in "$@"; do
+		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+	done
+	((${#missing[@]})) || return 0
+	if [[ $(id -u) -ne 0 ]]; then
+		log "not root: skipping apt-get install ${missing[*]}"
+		return 0
+	fi
+	if [[ -z $apt_updated ]]; then
+		DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+		apt_updated=1
+	fi
+	log "apt-get install ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+}
+
+# ---- install -------------------------------------------------------------
+
+# go test -race needs cgo, so a C compiler.
+command -v gcc >/dev/null 2>&1 || need_apt gcc libc6-dev
+
+command -v node >/dev/null 2>&1 || { echo "test.sh: error: node (20 or later) is not installed" >&2; exit 1; }
+command -v npm >/dev/null 2>&1 || { echo "test.sh: error: npm is not installed" >&2; exit 1; }
+if [[ ! -d $tsmls/node_modules || $tsmls/package-lock.json -nt $tsmls/node_modules/.package-lock.json ]]; then
+	log "npm ci in $tsmls"
+	(cd "$tsmls" && npm ci --no-audit --no-fund >&2)
+fi
+
+# ---- checks --------------------------------------------------------------
+
+passed=()
+failed=()
+
+# check NAME CMD... runs one check and records its outcome.
+check() {
+	local name=$1
+	shift
+	log "$name"
+	if "$@"; then
+		passed+=("$name")
+	else
+		failed+=("$name")
+		log "FAIL: $name"
+	fi
+}
+
+# go_files lists the Go files outside node_modules, testdata and hidden dirs.
+go_files() {
+	find . \( -name node_modules -o -name testdata -o -name '.?*' \) -prune -o -type f -name '*.go' -print
+}
+
+gofmt_clean() {
+	local out
+	out=$(go_files | xargs -r gofmt -l)
+	[[ -z $out ]] && return 0
+	echo "test.sh: files not gofmt'd (run gofmt -w on them):" >&2
+	echo "$out" >&2
+	return 1
+}
+
+check gofmt gofmt_clean
+check "go vet" go vet ./...
+check "go test -race" go test -race -count=1 ./...
+check "tsmls selftest" node "$tsmls/selftest.mjs"
+
+# Fuzz smoke: every func FuzzXxx in every package's _test.go files. go test
+# -fuzz takes one package and one target at a time.
+nfuzz=0
+while IFS= read -r dir; do
+	pkg=./${dir#./}
+	[[ $dir == . ]] && pkg=.
+	targets=$(grep -hoE '^func Fuzz[A-Za-z0-9_]*\(' "$dir"/*_test.go | sed -E 's/^func (Fuzz[A-Za-z0-9_]*)\(/\1/' | sort -u)
+	for t in $targets; do
+		nfuzz=$((nfuzz + 1))
+		check "fuzz $t ($pkg)" go test -run='^$' -fuzz="^${t}\$" -fuzztime="$fuzztime" "$pkg"
+	done
+done < <(find . \( -name node_modules -o -name testdata -o -name '.?*' \) -prune -o -type f -name '*_test.go' -print |
+	xargs -r grep -lE '^func Fuzz[A-Za-z0-9_]*\(' | xargs -r -n1 dirname | sort -u)
+
+# ---- summary -------------------------------------------------------------
+
+echo
+echo "test.sh: gofmt, go vet, go test -race, tsmls selftest, $nfuzz fuzz targets (${fuzztime} each) in $root"
+for f in "${failed[@]}"; do
+	echo "FAIL: $f"
+done
+echo "checks: ${#passed[@]} passed, ${#failed[@]} failed"
+((${#failed[@]} == 0))
