@@ -13,7 +13,7 @@ import (
 // maxVarint is the largest length a vector may have (§2.1.2: 2^30 - 1).
 const maxVarint = 1<<30 - 1
 
-// errDecode is wrapped by every decoding error so callers can recognise malformed input.
+// ErrDecode is wrapped by every decoding error so callers can recognise malformed input.
 var ErrDecode = errors.New("mls: malformed encoding")
 
 // decodeError reports a malformed structure by name.

@@ -135,6 +135,10 @@ type Group struct {
 	// reinit is set when a ReInit commit ended this group: it may only be used to
 	// start its successor.
 	reinit *ReInit
+	// resumedFrom is set, until its first commit, in a group started by ReInit or
+	// branching: the previous group's resumption PSK that commit injects (RFC 9420
+	// §11.2, §11.3).
+	resumedFrom *resumedPSK
 }
 
 // CipherSuite returns the group's cipher suite.

@@ -351,6 +351,16 @@ func (g *Group) processCommit(ac *AuthenticatedContent) (*CommitEffect, error) {
 	next.keys.prune(next.tree)
 	next.ctx.TreeHash = next.tree.treeHash(cs)
 
+	if a.selfRemoved {
+		// A removed member cannot decrypt the path, so cannot derive the new epoch or
+		// check its confirmation tag: it only learns, from a signed commit of a member,
+		// that it is out (RFC 9420 §12.4.2).
+		effect := next.effectOf(g, a, committer, c.Path != nil, external)
+		g.active = false
+		g.pending = nil
+		g.proposals = nil
+		return effect, nil
+	}
 	initSecret := g.epoch.initSecret
 	if external {
 		initSecret, err = g.epoch.externalInitSecret(cs, a.externalInit.KEMOutput)

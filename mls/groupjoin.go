@@ -16,11 +16,9 @@ type JoinOptions struct {
 	ResumptionPSK func(groupID GroupID, epoch uint64) ([]byte, bool)
 }
 
-// ErrNotForUs is returned when a Welcome holds no secrets for the given KeyPackage.
-var ErrNotForUs = errors.New("mls: welcome is not for this key package")
-
 // JoinGroup joins a group from a Welcome addressed to kp (RFC 9420 §12.4.3.1),
-// checking the whole tree before trusting it.
+// checking the whole tree before trusting it. It returns ErrWelcomeNotForUs when the
+// Welcome holds no secrets for kp.
 func JoinGroup(welcome *Welcome, kp *KeyPackage, priv *KeyPackagePrivate, opts JoinOptions, cfg Config) (*Group, error) {
 	cs := welcome.CipherSuite
 	if !cs.Supported() {
@@ -174,7 +172,9 @@ func ExternalJoin(gi *GroupInfo, cred Credential, sigKey *SignaturePrivateKey, o
 	if err != nil {
 		return nil, nil, err
 	}
-	prev := &Group{cfg: cfg, ctx: gi.GroupContext.clone(), myLeaf: ^LeafIndex(0), sigKey: sigKey}
+	// The joiner holds no tree keys before its commit; successor clones them.
+	prev := &Group{cfg: cfg, ctx: gi.GroupContext.clone(), myLeaf: ^LeafIndex(0), sigKey: sigKey,
+		keys: newTreePrivateKeys(^LeafIndex(0), nil)}
 	if err := prev.adoptTree(gi, opts.RatchetTree); err != nil {
 		return nil, nil, err
 	}

@@ -75,7 +75,7 @@ func (g *Group) validateProposal(p *Proposal, sender Sender, inCommit bool) erro
 		if len(id.PSKNonce) != cs.Nh() {
 			return proposalError("psk nonce length %d", len(id.PSKNonce))
 		}
-		if id.PSKType == PSKTypeResumption && id.Usage != ResumptionPSKUsageApplication {
+		if id.PSKType == PSKTypeResumption && id.Usage != ResumptionPSKUsageApplication && !g.resumedFrom.matches(id) {
 			return proposalError("resumption psk with usage %d outside reinit or branch", id.Usage)
 		}
 	case ProposalTypeReInit:
@@ -321,12 +321,13 @@ func (g *Group) resolveProposals(c *Commit, committer Sender) ([]cachedProposal,
 
 // resolvePSKs fetches the PSKs of a commit or Welcome and computes psk_secret (RFC 9420 §8.4).
 func (g *Group) resolvePSKs(ids []PreSharedKeyID) ([]byte, error) {
-	return resolvePSKs(g.ctx.CipherSuite, &g.cfg, g.ctx.GroupID, g.resumption, ids)
+	return resolvePSKs(g.ctx.CipherSuite, &g.cfg, g.ctx.GroupID, g.resumption, g.resumedFrom, ids)
 }
 
 // resolvePSKs looks up every PSK: external ones through cfg, resumption ones among the
-// group's kept resumption secrets (for the group groupID).
-func resolvePSKs(cs CipherSuite, cfg *Config, groupID GroupID, resumption map[uint64][]byte, ids []PreSharedKeyID) ([]byte, error) {
+// group's kept resumption secrets (for the group groupID) or, in the first commit of
+// a group started by ReInit or branching, the previous group's resumed PSK.
+func resolvePSKs(cs CipherSuite, cfg *Config, groupID GroupID, resumption map[uint64][]byte, resumed *resumedPSK, ids []PreSharedKeyID) ([]byte, error) {
 	psks := make([][]byte, len(ids))
 	for i := range ids {
 		id := &ids[i]
@@ -341,6 +342,10 @@ func resolvePSKs(cs CipherSuite, cfg *Config, groupID GroupID, resumption map[ui
 			}
 			psks[i] = psk
 		case PSKTypeResumption:
+			if resumed.matches(id) {
+				psks[i] = resumed.secret
+				continue
+			}
 			if !equalBytes(id.PSKGroupID, groupID) {
 				return nil, errors.New("mls: resumption psk of another group is not held")
 			}

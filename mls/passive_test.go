@@ -19,14 +19,14 @@ type passiveCase struct {
 		PSKID hexBytes `json:"psk_id"`
 		PSK   hexBytes `json:"psk"`
 	} `json:"external_psks"`
-	KeyPackage                 hexBytes `json:"key_package"`
-	SignaturePriv              hexBytes `json:"signature_priv"`
-	EncryptionPriv             hexBytes `json:"encryption_priv"`
-	InitPriv                   hexBytes `json:"init_priv"`
-	Welcome                    hexBytes `json:"welcome"`
-	RatchetTree                hexBytes `json:"ratchet_tree"`
-	InitialEpochAuthenticator  hexBytes `json:"initial_epoch_authenticator"`
-	Epochs                     []struct {
+	KeyPackage                hexBytes `json:"key_package"`
+	SignaturePriv             hexBytes `json:"signature_priv"`
+	EncryptionPriv            hexBytes `json:"encryption_priv"`
+	InitPriv                  hexBytes `json:"init_priv"`
+	Welcome                   hexBytes `json:"welcome"`
+	RatchetTree               hexBytes `json:"ratchet_tree"`
+	InitialEpochAuthenticator hexBytes `json:"initial_epoch_authenticator"`
+	Epochs                    []struct {
 		Proposals          []hexBytes `json:"proposals"`
 		Commit             hexBytes   `json:"commit"`
 		EpochAuthenticator hexBytes   `json:"epoch_authenticator"`

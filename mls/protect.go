@@ -533,6 +533,9 @@ func decryptPrivateMessage(cs CipherSuite, st *secretTree, senderDataSecret []by
 	}
 	guarded := applyReuseGuard(nonce, sd.ReuseGuard)
 	pt, err := cs.open(key, guarded, aad, pm.Ciphertext)
+	if err != nil {
+		st.restore(sd.LeafIndex, ratchetFor(ct), sd.Generation, key, nonce)
+	}
 	clear(key)
 	clear(nonce)
 	clear(guarded)

@@ -547,3 +547,28 @@ func senderDataKeyNonce(cs CipherSuite, senderDataSecret, ciphertext []byte) (ke
 	nonce = cs.ExpandWithLabel(senderDataSecret, labelNonce, sample, cs.Nn())
 	return key, nonce
 }
+
+// restore puts back the key and nonce of a generation that keyNonce handed out for a
+// message that then failed to decrypt, so that a forged or damaged copy cannot
+// destroy the key of the genuine message (a malformed frame loses nothing).
+func (t *secretTree) restore(leaf LeafIndex, ct ratchetType, generation uint32, key, nonce []byte) {
+	r, err := t.ratchet(leaf, ct)
+	if err != nil {
+		return
+	}
+	i, found := slices.BinarySearchFunc(r.skipped, generation, func(k skippedKey, g uint32) int {
+		switch {
+		case k.generation < g:
+			return -1
+		case k.generation > g:
+			return 1
+		}
+		return 0
+	})
+	if found {
+		return
+	}
+	r.skipped = slices.Insert(r.skipped, i, skippedKey{generation: generation,
+		key: append([]byte{}, key...), nonce: append([]byte{}, nonce...)})
+	r.evict(t.maxSkippedKeys)
+}

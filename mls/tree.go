@@ -704,13 +704,13 @@ func (t *ratchetTree) validate(cs CipherSuite, groupID GroupID, now time.Time) e
 			continue
 		}
 		l, _ := x.leafIndex()
-		if err := node.Leaf.validateSelf(cs, groupID, l, now); err != nil {
-			return fmt.Errorf("%w: leaf %d: %w", ErrInvalidTree, l, err)
-		}
 		if prev, dup := sigKeys[string(node.Leaf.SignatureKey)]; dup {
 			return treeError("leaves %d and %d have the same signature key", prev, l)
 		}
 		sigKeys[string(node.Leaf.SignatureKey)] = l
+		if err := node.Leaf.validateSelf(cs, groupID, l, now); err != nil {
+			return fmt.Errorf("%w: leaf %d: %w", ErrInvalidTree, l, err)
+		}
 		if !slices.Contains(credTypes, node.Leaf.Credential.Type) {
 			credTypes = append(credTypes, node.Leaf.Credential.Type)
 		}
@@ -780,7 +780,6 @@ func (t *ratchetTree) marshal(b *cryptobyte.Builder) {
 
 // marshalExtension returns the tree as ratchet_tree extension data.
 func (t *ratchetTree) marshalExtension() []byte { return mustEncode(t) }
-
 
 // unmarshalRatchetTree parses ratchet_tree extension data (RFC 9420 §12.4.3.3): the
 // last node must be non-blank, each node must have the type its position calls for,

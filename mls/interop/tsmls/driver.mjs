@@ -58,6 +58,7 @@ import {
 import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
 import { decodeRatchetTree, encodeRatchetTree } from "ts-mls/ratchetTree.js";
 import { greaseCapabilities, greaseExtensions } from "ts-mls/grease.js";
+import { p256, p384, p521 } from "@noble/curves/nist.js";
 
 // Keep stdout for protocol lines only, whatever a dependency might log.
 console.log = console.error;
@@ -205,6 +206,10 @@ const ops = {
     if (suiteName === undefined) throw new RequestError(`suite ${JSON.stringify(suiteId)}: not supported by ts-mls`);
     const impl = await getCiphersuiteImpl(getCiphersuiteFromName(suiteName));
     const sigKeys = await impl.signature.keygen();
+    // ts-mls publishes compressed ECDSA points; RFC 9420 §5.1.1 requires uncompressed
+    // ones, so give the signature key in the form the RFC and other implementations use.
+    const ecdsa = { P256: p256, P384: p384, P521: p521 }[getCiphersuiteFromName(suiteName).signature];
+    if (ecdsa !== undefined) sigKeys.publicKey = ecdsa.getPublicKey(sigKeys.signKey, false);
     const base = {
       versions: ["mls10"],
       ciphersuites: Object.keys(ciphersuites),

@@ -1,0 +1,1235 @@
+// Package server implements the MLS working group's interop service
+// (MLSClient, internal/mlsinterop/pb) over package mls, so that the working
+// group's test-runner can drive Mahfooz's MLS against itself and against other
+// implementations.
+//
+// Credentials are basic credentials carrying the identity the runner gives, and
+// every credential is accepted: this is a test harness, not a client.
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"mahfooz/internal/mlsinterop/pb"
+	"mahfooz/mls"
+)
+
+// Name is what the Name RPC reports.
+const Name = "mahfooz"
+
+// maxPastEpochs bounds how many earlier epochs a state keeps to decrypt
+// application messages that arrive after the commit that ended their epoch.
+const maxPastEpochs = 8
+
+// Options configure a Server. The zero value uses crypto/rand and time.Now.
+type Options struct {
+	Rand io.Reader
+	Now  func() time.Time
+}
+
+// Server is an pb.MLSClientServer backed by package mls. One Server may play
+// several actors: group states, KeyPackage transactions, reinitializations and
+// external signers all get IDs from one counter, unique across the Server. It
+// is safe for concurrent use; calls are serialized by one mutex.
+type Server struct {
+	pb.UnimplementedMLSClientServer
+
+	rand io.Reader
+	now  func() time.Time
+
+	mu      sync.Mutex
+	lastID  uint32
+	states  map[uint32]*state
+	txs     map[uint32]*transaction
+	reinits map[uint32]*reinit
+	signers map[uint32]*signer
+}
+
+// New returns a Server with no state.
+func New(opts Options) *Server {
+	s := &Server{
+		rand:    opts.Rand,
+		now:     opts.Now,
+		states:  map[uint32]*state{},
+		txs:     map[uint32]*transaction{},
+		reinits: map[uint32]*reinit{},
+		signers: map[uint32]*signer{},
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+// pskStore holds external PSKs by ID. It is only touched with Server.mu held,
+// including through mls.Config.ExternalPSK, which mls calls from Group methods.
+type pskStore map[string][]byte
+
+func (p pskStore) lookup(id []byte) ([]byte, bool) {
+	v, ok := p[string(id)]
+	return v, ok
+}
+
+func (p pskStore) clone() pskStore {
+	out := make(pskStore, len(p))
+	for k, v := range p {
+		out[k] = v
+	}
+	return out
+}
+
+// state is one actor's membership of one group.
+type state struct {
+	group    *mls.Group
+	identity []byte
+	sigKey   *mls.SignaturePrivateKey
+	encrypt  bool
+	psks     pskStore
+	// past holds this member's view of earlier epochs, oldest first, only to
+	// decrypt delayed application messages.
+	past []*mls.Group
+	// seen holds the proposals (as sent) already cached in epoch seenEpoch, so
+	// that a proposal handed over twice, or back to its sender, is cached once.
+	seen      map[string]bool
+	seenEpoch uint64
+}
+
+// transaction is a KeyPackage waiting for a Welcome.
+type transaction struct {
+	kp       *mls.KeyPackage
+	priv     *mls.KeyPackagePrivate
+	identity []byte
+	psks     pskStore
+}
+
+// reinit is a member of a group ended by a ReInit commit, with the KeyPackage it
+// offers for the successor group.
+type reinit struct {
+	old      *mls.Group
+	identity []byte
+	encrypt  bool
+	psks     pskStore
+	kp       *mls.KeyPackage
+	priv     *mls.KeyPackagePrivate
+}
+
+// signer is an external sender (RFC 9420 §12.1.8.1).
+type signer struct {
+	cs     mls.CipherSuite
+	sigKey *mls.SignaturePrivateKey
+}
+
+// newID returns the next ID of the Server's single ID space.
+func (s *Server) newID() uint32 {
+	s.lastID++
+	return s.lastID
+}
+
+func (s *Server) config(encrypt bool, psks pskStore) mls.Config {
+	return mls.Config{
+		Rand:             s.rand,
+		Now:              s.now,
+		Validator:        mls.AcceptAllCredentials,
+		ExternalPSK:      psks.lookup,
+		EncryptHandshake: encrypt,
+	}
+}
+
+func (s *Server) addState(st *state) uint32 {
+	id := s.newID()
+	s.states[id] = st
+	return id
+}
+
+// advance gives a state that moved to a new epoch a new ID, retiring the old one.
+func (s *Server) advance(id uint32, st *state) uint32 {
+	delete(s.states, id)
+	return s.addState(st)
+}
+
+// --- errors ---
+
+func notFound(what string, id uint32) error {
+	return status.Errorf(codes.NotFound, "no %s with id %d", what, id)
+}
+
+func invalid(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+// mlsError maps an error of package mls to a gRPC status: misuse of a state is
+// FailedPrecondition, anything the peer sent or asked for is InvalidArgument.
+func mlsError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, mls.ErrPendingCommit), errors.Is(err, mls.ErrInactive), errors.Is(err, mls.ErrWrongEpoch):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return status.Error(codes.InvalidArgument, err.Error())
+}
+
+// --- lookups and parsing ---
+
+func (s *Server) state(id uint32) (*state, error) {
+	st, ok := s.states[id]
+	if !ok {
+		return nil, notFound("state", id)
+	}
+	return st, nil
+}
+
+func cipherSuite(v uint32) (mls.CipherSuite, error) {
+	cs := mls.CipherSuite(v)
+	if v > 0xffff || !cs.Supported() {
+		return 0, invalid("unsupported cipher suite 0x%04x", v)
+	}
+	return cs, nil
+}
+
+func parseMessage(data []byte, wf mls.WireFormat) (*mls.MLSMessage, error) {
+	msg, err := mls.UnmarshalMLSMessage(data)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	if wf != 0 && msg.WireFormat != wf {
+		return nil, invalid("message has wire format %d, want %d", msg.WireFormat, wf)
+	}
+	return msg, nil
+}
+
+// parseKeyPackage accepts a KeyPackage in an MLSMessage, as the interop
+// runner passes them, or bare.
+func parseKeyPackage(data []byte) (*mls.KeyPackage, error) {
+	if msg, err := mls.UnmarshalMLSMessage(data); err == nil && msg.WireFormat == mls.WireFormatKeyPackage {
+		return msg.KeyPackage, nil
+	}
+	kp, err := mls.UnmarshalKeyPackage(data)
+	if err != nil {
+		return nil, invalid("key package: %v", err)
+	}
+	return kp, nil
+}
+
+func parseKeyPackages(data [][]byte) ([]*mls.KeyPackage, error) {
+	out := make([]*mls.KeyPackage, len(data))
+	for i, d := range data {
+		var err error
+		if out[i], err = parseKeyPackage(d); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func parseWelcome(data []byte) (*mls.Welcome, error) {
+	msg, err := parseMessage(data, mls.WireFormatWelcome)
+	if err != nil {
+		return nil, err
+	}
+	return msg.Welcome, nil
+}
+
+func parseGroupInfo(data []byte) (*mls.GroupInfo, error) {
+	msg, err := parseMessage(data, mls.WireFormatGroupInfo)
+	if err != nil {
+		return nil, err
+	}
+	if !msg.GroupInfo.GroupContext.CipherSuite.Supported() {
+		return nil, invalid("unsupported cipher suite %v", msg.GroupInfo.GroupContext.CipherSuite)
+	}
+	return msg.GroupInfo, nil
+}
+
+// optionalTree returns nil for an absent out-of-band tree.
+func optionalTree(data []byte) []byte {
+	if len(data) == 0 {
+		return nil
+	}
+	return data
+}
+
+func extensions(in []*pb.Extension) (mls.Extensions, error) {
+	var out mls.Extensions
+	seen := map[uint32]bool{}
+	for _, e := range in {
+		t := e.GetExtensionType()
+		if t > 0xffff || seen[t] {
+			return nil, invalid("bad or repeated extension type %d", t)
+		}
+		seen[t] = true
+		out = append(out, mls.Extension{Type: mls.ExtensionType(t), Data: e.GetExtensionData()})
+	}
+	return out, nil
+}
+
+// leafOf finds the member whose basic credential holds identity.
+func leafOf(members []mls.Member, identity []byte) (mls.LeafIndex, error) {
+	for _, m := range members {
+		if m.Credential.Type == mls.CredentialTypeBasic && bytes.Equal(m.Credential.Identity, identity) {
+			return m.Leaf, nil
+		}
+	}
+	return 0, invalid("no member with identity %q", identity)
+}
+
+// treeMembers returns the members of the tree in gi, or of the out-of-band tree.
+func treeMembers(gi *mls.GroupInfo, outOfBand []byte) ([]mls.Member, error) {
+	data, ok := gi.Extensions.Find(mls.ExtensionTypeRatchetTree)
+	if !ok {
+		data = outOfBand
+	}
+	if len(data) == 0 {
+		return nil, invalid("no ratchet tree")
+	}
+	members, err := mls.RatchetTreeMembers(data)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	return members, nil
+}
+
+func (s *Server) nonce(cs mls.CipherSuite) ([]byte, error) {
+	n := make([]byte, cs.Nh())
+	if _, err := io.ReadFull(s.rand, n); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return n, nil
+}
+
+// resumptionFrom looks up resumption PSKs of the group g.
+func resumptionFrom(g *mls.Group) func(mls.GroupID, uint64) ([]byte, bool) {
+	id := g.GroupID()
+	return func(groupID mls.GroupID, epoch uint64) ([]byte, bool) {
+		if !bytes.Equal(groupID, id) {
+			return nil, false
+		}
+		return g.ResumptionPSK(epoch)
+	}
+}
+
+// --- per-state bookkeeping ---
+
+// remember keeps a copy of the group in its current epoch before an operation
+// that may end that epoch.
+//
+// The copy is shallow, which is enough: a Group enters a new epoch by
+// replacing its fields with those of a freshly built successor (new secret
+// tree, key schedule, tree and private keys), so the copy keeps the old
+// epoch's secret tree to itself. It is only ever used to decrypt application
+// messages of that epoch.
+func (st *state) remember() *mls.Group {
+	old := *st.group
+	old.ClearPendingCommit()
+	return &old
+}
+
+// keep files a copy made by remember if the group has since left its epoch.
+func (st *state) keep(old *mls.Group) {
+	if old.Epoch() == st.group.Epoch() && bytes.Equal(old.GroupID(), st.group.GroupID()) {
+		return
+	}
+	st.past = append(st.past, old)
+	if len(st.past) > maxPastEpochs {
+		st.past = st.past[len(st.past)-maxPastEpochs:]
+	}
+}
+
+func (st *state) markSeen(msg []byte) {
+	if st.seen == nil || st.seenEpoch != st.group.Epoch() {
+		st.seen = map[string]bool{}
+		st.seenEpoch = st.group.Epoch()
+	}
+	st.seen[string(msg)] = true
+}
+
+func (st *state) wasSeen(msg []byte) bool {
+	return st.seenEpoch == st.group.Epoch() && st.seen[string(msg)]
+}
+
+// receiveProposals caches proposals sent by others, skipping those already
+// cached (including this member's own).
+func (st *state) receiveProposals(msgs [][]byte) error {
+	for _, data := range msgs {
+		if st.wasSeen(data) {
+			continue
+		}
+		msg, err := parseMessage(data, 0)
+		if err != nil {
+			return err
+		}
+		r, err := st.group.Process(msg)
+		if err != nil {
+			return mlsError(fmt.Errorf("proposal: %w", err))
+		}
+		if r.ContentType != mls.ContentTypeProposal {
+			return invalid("message handed over as a proposal has content type %d", r.ContentType)
+		}
+		st.markSeen(data)
+	}
+	return nil
+}
+
+// propose caches and returns a proposal of this member.
+func (st *state) propose(msg *mls.MLSMessage, err error) (*pb.ProposalResponse, error) {
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	data := msg.Bytes()
+	st.markSeen(data)
+	return &pb.ProposalResponse{Proposal: data}, nil
+}
+
+// --- RPCs: the stack ---
+
+// Name reports the stack's name.
+func (s *Server) Name(context.Context, *pb.NameRequest) (*pb.NameResponse, error) {
+	return &pb.NameResponse{Name: Name}, nil
+}
+
+// SupportedCiphersuites lists the cipher suites package mls implements.
+func (s *Server) SupportedCiphersuites(context.Context, *pb.SupportedCiphersuitesRequest) (*pb.SupportedCiphersuitesResponse, error) {
+	resp := &pb.SupportedCiphersuitesResponse{}
+	for _, cs := range mls.SupportedCipherSuites {
+		resp.Ciphersuites = append(resp.Ciphersuites, uint32(cs))
+	}
+	return resp, nil
+}
+
+// --- RPCs: becoming a member ---
+
+// CreateGroup creates a one-member group.
+func (s *Server) CreateGroup(_ context.Context, req *pb.CreateGroupRequest) (*pb.CreateGroupResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cs, err := cipherSuite(req.GetCipherSuite())
+	if err != nil {
+		return nil, err
+	}
+	sigKey, err := mls.GenerateSignatureKey(cs, s.rand)
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	psks := pskStore{}
+	g, err := mls.NewGroup(cs, req.GetGroupId(), mls.NewBasicCredential(req.GetIdentity()), sigKey,
+		mls.CreateOptions{}, s.config(req.GetEncryptHandshake(), psks))
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	id := s.addState(&state{group: g, identity: req.GetIdentity(), sigKey: sigKey, encrypt: req.GetEncryptHandshake(), psks: psks})
+	return &pb.CreateGroupResponse{StateId: id}, nil
+}
+
+// newKeyPackage makes a KeyPackage with a fresh signature key.
+func (s *Server) newKeyPackage(cs mls.CipherSuite, identity []byte) (*mls.KeyPackage, *mls.KeyPackagePrivate, error) {
+	sigKey, err := mls.GenerateSignatureKey(cs, s.rand)
+	if err != nil {
+		return nil, nil, mlsError(err)
+	}
+	kp, priv, err := mls.NewKeyPackage(cs, mls.NewBasicCredential(identity), sigKey, mls.KeyPackageOptions{}, s.now(), s.rand)
+	if err != nil {
+		return nil, nil, mlsError(err)
+	}
+	return kp, priv, nil
+}
+
+// CreateKeyPackage makes a KeyPackage and keeps its private keys for JoinGroup.
+func (s *Server) CreateKeyPackage(_ context.Context, req *pb.CreateKeyPackageRequest) (*pb.CreateKeyPackageResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cs, err := cipherSuite(req.GetCipherSuite())
+	if err != nil {
+		return nil, err
+	}
+	kp, priv, err := s.newKeyPackage(cs, req.GetIdentity())
+	if err != nil {
+		return nil, err
+	}
+	id := s.newID()
+	s.txs[id] = &transaction{kp: kp, priv: priv, identity: req.GetIdentity(), psks: pskStore{}}
+	return &pb.CreateKeyPackageResponse{
+		TransactionId:  id,
+		KeyPackage:     mls.NewKeyPackageMessage(kp).Bytes(),
+		InitPriv:       priv.InitKey.Bytes(),
+		EncryptionPriv: priv.EncryptionKey.Bytes(),
+		SignaturePriv:  priv.SignatureKey.Bytes(),
+	}, nil
+}
+
+// JoinGroup joins from a Welcome with the KeyPackage of a transaction.
+func (s *Server) JoinGroup(_ context.Context, req *pb.JoinGroupRequest) (*pb.JoinGroupResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tx, ok := s.txs[req.GetTransactionId()]
+	if !ok {
+		return nil, notFound("transaction", req.GetTransactionId())
+	}
+	w, err := parseWelcome(req.GetWelcome())
+	if err != nil {
+		return nil, err
+	}
+	g, err := mls.JoinGroup(w, tx.kp, tx.priv, mls.JoinOptions{RatchetTree: optionalTree(req.GetRatchetTree())},
+		s.config(req.GetEncryptHandshake(), tx.psks))
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	delete(s.txs, req.GetTransactionId())
+	id := s.addState(&state{group: g, identity: tx.identity, sigKey: tx.priv.SignatureKey, encrypt: req.GetEncryptHandshake(), psks: tx.psks})
+	return &pb.JoinGroupResponse{StateId: id, EpochAuthenticator: g.EpochAuthenticator()}, nil
+}
+
+// ExternalJoin joins by external commit (RFC 9420 §12.4.3.2).
+func (s *Server) ExternalJoin(_ context.Context, req *pb.ExternalJoinRequest) (*pb.ExternalJoinResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gi, err := parseGroupInfo(req.GetGroupInfo())
+	if err != nil {
+		return nil, err
+	}
+	cs := gi.GroupContext.CipherSuite
+	sigKey, err := mls.GenerateSignatureKey(cs, s.rand)
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	opts := mls.ExternalJoinOptions{RatchetTree: optionalTree(req.GetRatchetTree())}
+	psks := pskStore{}
+	for _, p := range req.GetPsks() {
+		nonce, err := s.nonce(cs)
+		if err != nil {
+			return nil, err
+		}
+		psks[string(p.GetPskId())] = p.GetPskSecret()
+		opts.PSKs = append(opts.PSKs, mls.PreSharedKeyID{PSKType: mls.PSKTypeExternal, PSKID: p.GetPskId(), PSKNonce: nonce})
+	}
+	if req.GetRemovePrior() {
+		members, err := treeMembers(gi, req.GetRatchetTree())
+		if err != nil {
+			return nil, err
+		}
+		prior, err := leafOf(members, req.GetIdentity())
+		if err != nil {
+			return nil, err
+		}
+		opts.RemovePrior = &prior
+	}
+	g, commit, err := mls.ExternalJoin(gi, mls.NewBasicCredential(req.GetIdentity()), sigKey, opts, s.config(req.GetEncryptHandshake(), psks))
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	id := s.addState(&state{group: g, identity: req.GetIdentity(), sigKey: sigKey, encrypt: req.GetEncryptHandshake(), psks: psks})
+	return &pb.ExternalJoinResponse{StateId: id, Commit: commit.Bytes(), EpochAuthenticator: g.EpochAuthenticator()}, nil
+}
+
+// --- RPCs: using a group state ---
+
+// GroupInfo returns a GroupInfo that allows external joins, with the ratchet
+// tree inside or, for external_tree, beside it.
+func (s *Server) GroupInfo(_ context.Context, req *pb.GroupInfoRequest) (*pb.GroupInfoResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	st.group.SetOmitRatchetTree(req.GetExternalTree())
+	gi, err := st.group.GroupInfo(true)
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	resp := &pb.GroupInfoResponse{GroupInfo: gi.Bytes()}
+	if req.GetExternalTree() {
+		resp.RatchetTree = st.group.RatchetTree()
+	}
+	return resp, nil
+}
+
+// StateAuth returns the epoch authenticator.
+func (s *Server) StateAuth(_ context.Context, req *pb.StateAuthRequest) (*pb.StateAuthResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.StateAuthResponse{StateAuthSecret: st.group.EpochAuthenticator()}, nil
+}
+
+// Export runs MLS-Exporter.
+func (s *Server) Export(_ context.Context, req *pb.ExportRequest) (*pb.ExportResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	if req.GetKeyLength() > 0xffff {
+		return nil, invalid("key length %d too large", req.GetKeyLength())
+	}
+	secret, err := st.group.Export(req.GetLabel(), req.GetContext(), int(req.GetKeyLength()))
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	return &pb.ExportResponse{ExportedSecret: secret}, nil
+}
+
+// Protect encrypts application data.
+func (s *Server) Protect(_ context.Context, req *pb.ProtectRequest) (*pb.ProtectResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	msg, err := st.group.Protect(req.GetPlaintext(), req.GetAuthenticatedData())
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	return &pb.ProtectResponse{Ciphertext: msg.Bytes()}, nil
+}
+
+// Unprotect decrypts application data of the current epoch or of one of the
+// last few.
+func (s *Server) Unprotect(_ context.Context, req *pb.UnprotectRequest) (*pb.UnprotectResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	msg, err := parseMessage(req.GetCiphertext(), mls.WireFormatPrivateMessage)
+	if err != nil {
+		return nil, err
+	}
+	g := st.group
+	if pm := msg.PrivateMessage; pm.Epoch != g.Epoch() {
+		for _, old := range st.past {
+			if old.Epoch() == pm.Epoch && bytes.Equal(old.GroupID(), pm.GroupID) {
+				g = old
+			}
+		}
+	}
+	r, err := g.Process(msg)
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	if r.ContentType != mls.ContentTypeApplication {
+		return nil, invalid("not an application message (content type %d)", r.ContentType)
+	}
+	return &pb.UnprotectResponse{AuthenticatedData: r.AuthenticatedData, Plaintext: r.ApplicationData}, nil
+}
+
+// StorePSK installs an external PSK in a state or a pending transaction.
+func (s *Server) StorePSK(_ context.Context, req *pb.StorePSKRequest) (*pb.StorePSKResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := req.GetStateOrTransactionId()
+	var psks pskStore
+	if st, ok := s.states[id]; ok {
+		psks = st.psks
+	} else if tx, ok := s.txs[id]; ok {
+		psks = tx.psks
+	} else if ri, ok := s.reinits[id]; ok {
+		psks = ri.psks
+	} else {
+		return nil, notFound("state or transaction", id)
+	}
+	psks[string(req.GetPskId())] = bytes.Clone(req.GetPskSecret())
+	return &pb.StorePSKResponse{}, nil
+}
+
+// --- RPCs: proposals ---
+
+// AddProposal proposes adding the owner of a KeyPackage.
+func (s *Server) AddProposal(_ context.Context, req *pb.AddProposalRequest) (*pb.ProposalResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	kp, err := parseKeyPackage(req.GetKeyPackage())
+	if err != nil {
+		return nil, err
+	}
+	msg, _, err := st.group.ProposeAdd(kp, nil)
+	return st.propose(msg, err)
+}
+
+// UpdateProposal proposes new leaf keys for this member.
+func (s *Server) UpdateProposal(_ context.Context, req *pb.UpdateProposalRequest) (*pb.ProposalResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	msg, _, err := st.group.ProposeUpdate(nil)
+	return st.propose(msg, err)
+}
+
+// RemoveProposal proposes removing the member with the given identity.
+func (s *Server) RemoveProposal(_ context.Context, req *pb.RemoveProposalRequest) (*pb.ProposalResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := leafOf(st.group.Members(), req.GetRemovedId())
+	if err != nil {
+		return nil, err
+	}
+	msg, _, err := st.group.ProposeRemove(leaf, nil)
+	return st.propose(msg, err)
+}
+
+// ExternalPSKProposal proposes injecting an external PSK.
+func (s *Server) ExternalPSKProposal(_ context.Context, req *pb.ExternalPSKProposalRequest) (*pb.ProposalResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	msg, _, err := st.group.ProposePSK(mls.PreSharedKeyID{PSKType: mls.PSKTypeExternal, PSKID: req.GetPskId()}, nil)
+	return st.propose(msg, err)
+}
+
+// ResumptionPSKProposal proposes injecting the resumption PSK of an earlier epoch.
+func (s *Server) ResumptionPSKProposal(_ context.Context, req *pb.ResumptionPSKProposalRequest) (*pb.ProposalResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	msg, _, err := st.group.ProposePSK(mls.PreSharedKeyID{
+		PSKType:    mls.PSKTypeResumption,
+		Usage:      mls.ResumptionPSKUsageApplication,
+		PSKGroupID: st.group.GroupID(),
+		PSKEpoch:   req.GetEpochId(),
+	}, nil)
+	return st.propose(msg, err)
+}
+
+// GroupContextExtensionsProposal proposes new group context extensions.
+func (s *Server) GroupContextExtensionsProposal(_ context.Context, req *pb.GroupContextExtensionsProposalRequest) (*pb.ProposalResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	exts, err := extensions(req.GetExtensions())
+	if err != nil {
+		return nil, err
+	}
+	msg, _, err := st.group.ProposeGroupContextExtensions(exts, nil)
+	return st.propose(msg, err)
+}
+
+// ReInitProposal proposes reinitializing the group.
+func (s *Server) ReInitProposal(_ context.Context, req *pb.ReInitProposalRequest) (*pb.ProposalResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	r, err := reInit(req.GetGroupId(), req.GetCipherSuite(), req.GetExtensions())
+	if err != nil {
+		return nil, err
+	}
+	msg, _, err := st.group.ProposeReInit(*r, nil)
+	return st.propose(msg, err)
+}
+
+func reInit(groupID []byte, suite uint32, exts []*pb.Extension) (*mls.ReInit, error) {
+	cs, err := cipherSuite(suite)
+	if err != nil {
+		return nil, err
+	}
+	e, err := extensions(exts)
+	if err != nil {
+		return nil, err
+	}
+	return &mls.ReInit{GroupID: groupID, Version: mls.ProtocolVersionMLS10, CipherSuite: cs, Extensions: e}, nil
+}
+
+// proposalScope is what turning a ProposalDescription into a proposal needs to
+// know of the group.
+type proposalScope struct {
+	cs      mls.CipherSuite
+	groupID mls.GroupID
+	members func() ([]mls.Member, error)
+}
+
+// proposal builds the proposal a ProposalDescription describes.
+func (s *Server) proposal(d *pb.ProposalDescription, scope proposalScope) (*mls.Proposal, error) {
+	psk := func(id mls.PreSharedKeyID) (*mls.Proposal, error) {
+		nonce, err := s.nonce(scope.cs)
+		if err != nil {
+			return nil, err
+		}
+		id.PSKNonce = nonce
+		return &mls.Proposal{Type: mls.ProposalTypePSK, PreSharedKey: &mls.PreSharedKey{PSK: id}}, nil
+	}
+	switch string(d.GetProposalType()) {
+	case "add":
+		kp, err := parseKeyPackage(d.GetKeyPackage())
+		if err != nil {
+			return nil, err
+		}
+		return &mls.Proposal{Type: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: *kp}}, nil
+	case "remove":
+		members, err := scope.members()
+		if err != nil {
+			return nil, err
+		}
+		leaf, err := leafOf(members, d.GetRemovedId())
+		if err != nil {
+			return nil, err
+		}
+		return &mls.Proposal{Type: mls.ProposalTypeRemove, Remove: &mls.Remove{Removed: leaf}}, nil
+	case "externalPSK":
+		return psk(mls.PreSharedKeyID{PSKType: mls.PSKTypeExternal, PSKID: d.GetPskId()})
+	case "resumptionPSK":
+		return psk(mls.PreSharedKeyID{PSKType: mls.PSKTypeResumption, Usage: mls.ResumptionPSKUsageApplication,
+			PSKGroupID: scope.groupID, PSKEpoch: d.GetEpochId()})
+	case "groupContextExtensions":
+		exts, err := extensions(d.GetExtensions())
+		if err != nil {
+			return nil, err
+		}
+		return &mls.Proposal{Type: mls.ProposalTypeGroupContextExtensions,
+			GroupContextExtensions: &mls.GroupContextExtensions{Extensions: exts}}, nil
+	case "reinit":
+		r, err := reInit(d.GetGroupId(), d.GetCipherSuite(), d.GetExtensions())
+		if err != nil {
+			return nil, err
+		}
+		return &mls.Proposal{Type: mls.ProposalTypeReInit, ReInit: r}, nil
+	}
+	return nil, invalid("unknown proposal type %q", d.GetProposalType())
+}
+
+// --- RPCs: commits ---
+
+// Commit commits the given proposals (which this member caches first if it has
+// not yet) and the described ones by value. The group stays in its epoch
+// until HandlePendingCommit.
+func (s *Server) Commit(_ context.Context, req *pb.CommitRequest) (*pb.CommitResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.commit(req)
+}
+
+func (s *Server) commit(req *pb.CommitRequest) (*pb.CommitResponse, error) {
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	if st.group.HasPendingCommit() {
+		return nil, status.Error(codes.FailedPrecondition, "a commit is already pending")
+	}
+	if err := st.receiveProposals(req.GetByReference()); err != nil {
+		return nil, err
+	}
+	scope := proposalScope{cs: st.group.CipherSuite(), groupID: st.group.GroupID(),
+		members: func() ([]mls.Member, error) { return st.group.Members(), nil }}
+	opts := mls.CommitOptions{ForcePath: req.GetForcePath()}
+	for _, d := range req.GetByValue() {
+		p, err := s.proposal(d, scope)
+		if err != nil {
+			return nil, err
+		}
+		opts.Proposals = append(opts.Proposals, p)
+	}
+	st.group.SetOmitRatchetTree(req.GetExternalTree())
+	res, err := st.group.Commit(opts)
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	resp := &pb.CommitResponse{Commit: res.Commit.Bytes()}
+	if res.Welcome != nil {
+		resp.Welcome = res.Welcome.Bytes()
+	}
+	if req.GetExternalTree() {
+		resp.RatchetTree, _ = st.group.PendingRatchetTree()
+	}
+	return resp, nil
+}
+
+// HandleCommit applies another member's commit, caching the proposals it
+// refers to first.
+func (s *Server) HandleCommit(_ context.Context, req *pb.HandleCommitRequest) (*pb.HandleCommitResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, st, err := s.handleCommit(req)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.HandleCommitResponse{StateId: id, EpochAuthenticator: st.group.EpochAuthenticator()}, nil
+}
+
+func (s *Server) handleCommit(req *pb.HandleCommitRequest) (uint32, *state, error) {
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := st.receiveProposals(req.GetProposal()); err != nil {
+		return 0, nil, err
+	}
+	msg, err := parseMessage(req.GetCommit(), 0)
+	if err != nil {
+		return 0, nil, err
+	}
+	old := st.remember()
+	r, err := st.group.Process(msg)
+	if err != nil {
+		return 0, nil, mlsError(fmt.Errorf("commit: %w", err))
+	}
+	if r.ContentType != mls.ContentTypeCommit {
+		return 0, nil, invalid("not a commit (content type %d)", r.ContentType)
+	}
+	st.keep(old)
+	return s.advance(req.GetStateId(), st), st, nil
+}
+
+// HandlePendingCommit moves the group into the epoch of its own pending commit.
+func (s *Server) HandlePendingCommit(_ context.Context, req *pb.HandlePendingCommitRequest) (*pb.HandleCommitResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, st, err := s.handlePendingCommit(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.HandleCommitResponse{StateId: id, EpochAuthenticator: st.group.EpochAuthenticator()}, nil
+}
+
+func (s *Server) handlePendingCommit(id uint32) (uint32, *state, error) {
+	st, err := s.state(id)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !st.group.HasPendingCommit() {
+		return 0, nil, status.Error(codes.FailedPrecondition, "no pending commit")
+	}
+	old := st.remember()
+	if _, err := st.group.MergePendingCommit(); err != nil {
+		return 0, nil, mlsError(err)
+	}
+	st.keep(old)
+	return s.advance(id, st), st, nil
+}
+
+// --- RPCs: reinitialization (RFC 9420 §11.2) ---
+
+// ReInitCommit commits a ReInit proposal.
+func (s *Server) ReInitCommit(_ context.Context, req *pb.CommitRequest) (*pb.CommitResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.commit(req)
+}
+
+// HandlePendingReInitCommit applies this member's own ReInit commit and offers
+// a KeyPackage for the successor group.
+func (s *Server) HandlePendingReInitCommit(_ context.Context, req *pb.HandlePendingCommitRequest) (*pb.HandleReInitCommitResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, st, err := s.handlePendingCommit(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	return s.startReInit(st)
+}
+
+// HandleReInitCommit applies another member's ReInit commit and offers a
+// KeyPackage for the successor group.
+func (s *Server) HandleReInitCommit(_ context.Context, req *pb.HandleCommitRequest) (*pb.HandleReInitCommitResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, st, err := s.handleCommit(req)
+	if err != nil {
+		return nil, err
+	}
+	return s.startReInit(st)
+}
+
+func (s *Server) startReInit(st *state) (*pb.HandleReInitCommitResponse, error) {
+	r := st.group.PendingReInit()
+	if r == nil {
+		return nil, invalid("the commit did not reinitialize the group")
+	}
+	kp, priv, err := s.newKeyPackage(r.CipherSuite, st.identity)
+	if err != nil {
+		return nil, err
+	}
+	id := s.newID()
+	s.reinits[id] = &reinit{old: st.group, identity: st.identity, encrypt: st.encrypt, psks: st.psks.clone(), kp: kp, priv: priv}
+	return &pb.HandleReInitCommitResponse{
+		ReinitId:           id,
+		KeyPackage:         mls.NewKeyPackageMessage(kp).Bytes(),
+		EpochAuthenticator: st.group.EpochAuthenticator(),
+	}, nil
+}
+
+// ReInitWelcome creates the successor group, adding the other members.
+func (s *Server) ReInitWelcome(_ context.Context, req *pb.ReInitWelcomeRequest) (*pb.CreateSubgroupResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ri, ok := s.reinits[req.GetReinitId()]
+	if !ok {
+		return nil, notFound("reinit", req.GetReinitId())
+	}
+	kps, err := parseKeyPackages(req.GetKeyPackage())
+	if err != nil {
+		return nil, err
+	}
+	cfg := s.config(ri.encrypt, ri.psks)
+	cfg.OmitRatchetTree = req.GetExternalTree()
+	g, res, err := ri.old.ReInitGroup(mls.NewBasicCredential(ri.identity), ri.priv.SignatureKey, kps,
+		mls.CommitOptions{ForcePath: req.GetForcePath()}, cfg)
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	delete(s.reinits, req.GetReinitId())
+	st := &state{group: g, identity: ri.identity, sigKey: ri.priv.SignatureKey, encrypt: ri.encrypt, psks: ri.psks}
+	return s.subgroupResponse(st, res, req.GetExternalTree()), nil
+}
+
+func (s *Server) subgroupResponse(st *state, res *mls.CommitResult, externalTree bool) *pb.CreateSubgroupResponse {
+	resp := &pb.CreateSubgroupResponse{StateId: s.addState(st), EpochAuthenticator: st.group.EpochAuthenticator()}
+	if res.Welcome != nil {
+		resp.Welcome = res.Welcome.Bytes()
+	}
+	if externalTree {
+		resp.RatchetTree = st.group.RatchetTree()
+	}
+	return resp
+}
+
+// HandleReInitWelcome joins the successor group.
+func (s *Server) HandleReInitWelcome(_ context.Context, req *pb.HandleReInitWelcomeRequest) (*pb.JoinGroupResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ri, ok := s.reinits[req.GetReinitId()]
+	if !ok {
+		return nil, notFound("reinit", req.GetReinitId())
+	}
+	w, err := parseWelcome(req.GetWelcome())
+	if err != nil {
+		return nil, err
+	}
+	g, err := mls.JoinGroup(w, ri.kp, ri.priv, mls.JoinOptions{
+		RatchetTree:   optionalTree(req.GetRatchetTree()),
+		ResumptionPSK: resumptionFrom(ri.old),
+	}, s.config(ri.encrypt, ri.psks))
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	if r := ri.old.PendingReInit(); !bytes.Equal(g.GroupID(), r.GroupID) || g.CipherSuite() != r.CipherSuite {
+		return nil, invalid("the welcome is not for the group the ReInit announced")
+	}
+	delete(s.reinits, req.GetReinitId())
+	id := s.addState(&state{group: g, identity: ri.identity, sigKey: ri.priv.SignatureKey, encrypt: ri.encrypt, psks: ri.psks})
+	return &pb.JoinGroupResponse{StateId: id, EpochAuthenticator: g.EpochAuthenticator()}, nil
+}
+
+// --- RPCs: subgroup branching (RFC 9420 §11.3) ---
+
+// CreateBranch starts a subgroup of the group with the given KeyPackages.
+func (s *Server) CreateBranch(_ context.Context, req *pb.CreateBranchRequest) (*pb.CreateSubgroupResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	kps, err := parseKeyPackages(req.GetKeyPackages())
+	if err != nil {
+		return nil, err
+	}
+	exts, err := extensions(req.GetExtensions())
+	if err != nil {
+		return nil, err
+	}
+	psks := st.psks.clone()
+	cfg := s.config(st.encrypt, psks)
+	cfg.OmitRatchetTree = req.GetExternalTree()
+	g, res, err := st.group.Branch(req.GetGroupId(), kps, mls.CreateOptions{Extensions: exts},
+		mls.CommitOptions{ForcePath: req.GetForcePath()}, cfg)
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	sub := &state{group: g, identity: st.identity, sigKey: st.sigKey, encrypt: st.encrypt, psks: psks}
+	return s.subgroupResponse(sub, res, req.GetExternalTree()), nil
+}
+
+// HandleBranch joins a subgroup of a group this state is in.
+func (s *Server) HandleBranch(_ context.Context, req *pb.HandleBranchRequest) (*pb.HandleBranchResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	tx, ok := s.txs[req.GetTransactionId()]
+	if !ok {
+		return nil, notFound("transaction", req.GetTransactionId())
+	}
+	w, err := parseWelcome(req.GetWelcome())
+	if err != nil {
+		return nil, err
+	}
+	g, err := mls.JoinGroup(w, tx.kp, tx.priv, mls.JoinOptions{
+		RatchetTree:   optionalTree(req.GetRatchetTree()),
+		ResumptionPSK: resumptionFrom(st.group),
+	}, s.config(st.encrypt, tx.psks))
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	delete(s.txs, req.GetTransactionId())
+	id := s.addState(&state{group: g, identity: tx.identity, sigKey: tx.priv.SignatureKey, encrypt: st.encrypt, psks: tx.psks})
+	return &pb.HandleBranchResponse{StateId: id, EpochAuthenticator: g.EpochAuthenticator()}, nil
+}
+
+// --- RPCs: external proposals (RFC 9420 §12.1.8) ---
+
+// NewMemberAddProposal makes a KeyPackage and the new_member_proposal Add by
+// which its owner asks to join the group gi describes.
+func (s *Server) NewMemberAddProposal(_ context.Context, req *pb.NewMemberAddProposalRequest) (*pb.NewMemberAddProposalResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gi, err := parseGroupInfo(req.GetGroupInfo())
+	if err != nil {
+		return nil, err
+	}
+	kp, priv, err := s.newKeyPackage(gi.GroupContext.CipherSuite, req.GetIdentity())
+	if err != nil {
+		return nil, err
+	}
+	msg, err := mls.NewMemberAddProposal(gi, kp, priv.SignatureKey, s.rand)
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	id := s.newID()
+	s.txs[id] = &transaction{kp: kp, priv: priv, identity: req.GetIdentity(), psks: pskStore{}}
+	return &pb.NewMemberAddProposalResponse{
+		TransactionId:  id,
+		Proposal:       msg.Bytes(),
+		InitPriv:       priv.InitKey.Bytes(),
+		EncryptionPriv: priv.EncryptionKey.Bytes(),
+		SignaturePriv:  priv.SignatureKey.Bytes(),
+	}, nil
+}
+
+// CreateExternalSigner makes an external sender's key and returns its
+// ExternalSender for a member to add to a group.
+func (s *Server) CreateExternalSigner(_ context.Context, req *pb.CreateExternalSignerRequest) (*pb.CreateExternalSignerResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cs, err := cipherSuite(req.GetCipherSuite())
+	if err != nil {
+		return nil, err
+	}
+	sigKey, err := mls.GenerateSignatureKey(cs, s.rand)
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	id := s.newID()
+	s.signers[id] = &signer{cs: cs, sigKey: sigKey}
+	sender := mls.ExternalSender{SignatureKey: sigKey.Public(), Credential: mls.NewBasicCredential(req.GetIdentity())}
+	return &pb.CreateExternalSignerResponse{SignerId: id, ExternalSender: mls.MarshalExternalSender(sender)}, nil
+}
+
+// AddExternalSigner proposes adding an external sender to the group's
+// external_senders extension.
+func (s *Server) AddExternalSigner(_ context.Context, req *pb.AddExternalSignerRequest) (*pb.ProposalResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(req.GetStateId())
+	if err != nil {
+		return nil, err
+	}
+	sender, err := mls.UnmarshalExternalSender(req.GetExternalSender())
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	exts := st.group.GroupContext().Extensions
+	var senders []mls.ExternalSender
+	if data, ok := exts.Find(mls.ExtensionTypeExternalSenders); ok {
+		if senders, err = mls.UnmarshalExternalSenders(data); err != nil {
+			return nil, mlsError(err)
+		}
+	}
+	senders = append(senders, sender)
+	exts = exts.With(mls.ExtensionTypeExternalSenders, mls.MarshalExternalSenders(senders))
+	msg, _, err := st.group.ProposeGroupContextExtensions(exts, nil)
+	return st.propose(msg, err)
+}
+
+// ExternalSignerProposal makes a proposal from an external sender, which finds
+// its own index in the group's external_senders by its signature key.
+func (s *Server) ExternalSignerProposal(_ context.Context, req *pb.ExternalSignerProposalRequest) (*pb.ProposalResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sg, ok := s.signers[req.GetSignerId()]
+	if !ok {
+		return nil, notFound("external signer", req.GetSignerId())
+	}
+	gi, err := parseGroupInfo(req.GetGroupInfo())
+	if err != nil {
+		return nil, err
+	}
+	gc := &gi.GroupContext
+	if gc.CipherSuite != sg.cs {
+		return nil, invalid("external signer is for %v, the group uses %v", sg.cs, gc.CipherSuite)
+	}
+	data, ok := gc.Extensions.Find(mls.ExtensionTypeExternalSenders)
+	if !ok {
+		return nil, invalid("the group has no external senders")
+	}
+	senders, err := mls.UnmarshalExternalSenders(data)
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	index := -1
+	for i, x := range senders {
+		if bytes.Equal(x.SignatureKey, sg.sigKey.Public()) {
+			index = i
+			break
+		}
+	}
+	if index < 0 {
+		return nil, invalid("the signer is not among the group's external senders")
+	}
+	scope := proposalScope{cs: gc.CipherSuite, groupID: gc.GroupID,
+		members: func() ([]mls.Member, error) { return treeMembers(gi, req.GetRatchetTree()) }}
+	p, err := s.proposal(req.GetDescription(), scope)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := mls.ExternalProposal(gc.CipherSuite, gc.GroupID, gc.Epoch, uint32(index), p, sg.sigKey, s.rand)
+	if err != nil {
+		return nil, mlsError(err)
+	}
+	return &pb.ProposalResponse{Proposal: msg.Bytes()}, nil
+}
