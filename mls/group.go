@@ -96,7 +96,7 @@ var (
 	ErrOwnMessage = errors.New("mls: message sent by this member")
 )
 
-// Member is one leaf of the group's roster.
+// Member is one leaf of the group's roster; its fields are copies the caller may keep.
 type Member struct {
 	Leaf         LeafIndex
 	Credential   Credential
@@ -185,6 +185,7 @@ func (g *Group) Members() []Member {
 		if l == nil {
 			continue
 		}
+		l = l.clone() // the tree's nodes are shared between epochs: never hand them out
 		out = append(out, Member{Leaf: LeafIndex(i), Credential: l.Credential, SignatureKey: l.SignatureKey, LeafNode: l})
 	}
 	return out
@@ -199,6 +200,7 @@ func (g *Group) Member(leaf LeafIndex) (Member, bool) {
 	if l == nil {
 		return Member{}, false
 	}
+	l = l.clone()
 	return Member{Leaf: leaf, Credential: l.Credential, SignatureKey: l.SignatureKey, LeafNode: l}, true
 }
 

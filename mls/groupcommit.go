@@ -24,11 +24,12 @@ type CommitOptions struct {
 }
 
 // CommitResult is what Commit produced: the commit for the group, a Welcome for
-// any members it adds, and the new epoch's GroupInfo.
+// any members it adds, and the new epoch's GroupInfo when members are added or
+// CommitOptions.ExternalPub asked for it (otherwise Group.GroupInfo makes one later).
 type CommitResult struct {
 	Commit    *MLSMessage
 	Welcome   *MLSMessage // nil when nobody is added
-	GroupInfo *MLSMessage
+	GroupInfo *MLSMessage // nil unless members are added or ExternalPub is set
 }
 
 // pendingCommit is this member's own commit, built but not yet confirmed by the
@@ -118,12 +119,17 @@ func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
 	}
 
 	res := &CommitResult{Commit: msg}
-	gi, err := next.groupInfo(!g.cfg.OmitRatchetTree, opts.ExternalPub)
-	if err != nil {
-		return nil, err
+	if len(a.added) > 0 || opts.ExternalPub {
+		// Signing a GroupInfo hashes the whole ratchet tree: only pay for it when a
+		// Welcome needs it or the caller asked for one.
+		gi, err := next.groupInfo(!g.cfg.OmitRatchetTree, opts.ExternalPub)
+		if err != nil {
+			return nil, err
+		}
+		res.GroupInfo = NewGroupInfoMessage(gi)
 	}
-	res.GroupInfo = NewGroupInfoMessage(gi)
 	if len(a.added) > 0 {
+		gi := res.GroupInfo.GroupInfo
 		w, err := next.welcome(gi, a, path)
 		if err != nil {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // JoinOptions control joining a group from a Welcome.
@@ -124,7 +125,9 @@ func (g *Group) adoptTree(gi *GroupInfo, outOfBand []byte) error {
 	if !equalBytes(tree.treeHash(cs), gi.GroupContext.TreeHash) {
 		return errors.New("mls: ratchet tree does not match the group's tree hash")
 	}
-	if err := tree.validate(cs, gi.GroupContext.GroupID, g.cfg.now()); err != nil {
+	// Leaves that came from KeyPackages keep their old lifetimes while their members
+	// stay in the group; only KeyPackages being added are checked against the clock.
+	if err := tree.validate(cs, gi.GroupContext.GroupID, time.Time{}); err != nil {
 		return err
 	}
 	for i := uint32(0); i < tree.leafCount(); i++ {

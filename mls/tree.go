@@ -33,9 +33,10 @@ const (
 )
 
 // maxTreeLeaves is an implementation limit: the largest ratchet tree (in leaves,
-// blank ones included) this package parses or grows. It keeps a hostile
-// ratchet_tree extension of blank nodes from making the parser allocate gigabytes.
-const maxTreeLeaves = 1 << 20
+// blank ones included) this package parses, far above any real group. It keeps a
+// ratchet_tree extension of mostly blank nodes, one byte each, from making the
+// parser allocate much more than a real tree would need.
+const maxTreeLeaves = 1 << 18
 
 // ErrInvalidTree is wrapped by every reason a ratchet tree is refused: a malformed
 // or non-canonical ratchet_tree extension, and every failed check of RFC 9420

@@ -261,7 +261,8 @@ func TestTreeKEMVectors(t *testing.T) {
 			// Paths made here: every other leaf with private keys must follow them.
 			rnd := rand.NewChaCha8([32]byte{byte(i)})
 			validated := false
-			for sender, k := range keys {
+			for _, lp := range tc.LeavesPrivate {
+				sender, k := LeafIndex(lp.Index), keys[LeafIndex(lp.Index)]
 				next := tree.clone()
 				pp, err := next.newUpdatePath(cs, sender, nil, sigKeys[sender], GroupID(tc.GroupID), rnd)
 				if err != nil {

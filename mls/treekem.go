@@ -56,6 +56,7 @@ type pathRecipient struct {
 // pendingPath is an UpdatePath being made (RFC 9420 §7.5, §12.4.1): its public keys
 // are in the tree already, its path secrets not yet encrypted, since they are
 // encrypted under the provisional GroupContext, whose tree hash covers the new keys.
+// It holds secrets; it is not safe for concurrent use.
 type pendingPath struct {
 	cs       CipherSuite
 	leaf     LeafIndex
@@ -327,7 +328,7 @@ func (t *ratchetTree) decryptPath(cs CipherSuite, keys *treePrivateKeys, sender 
 		if err != nil {
 			return nil, nil, err
 		}
-		if !bytes.Equal(priv.Public(), t.nodes[fdp[i]].Parent.EncryptionKey) {
+		if p := t.parentNode(fdp[i]); p == nil || !bytes.Equal(priv.Public(), p.EncryptionKey) {
 			return nil, nil, pathError("path secret for node %d does not derive its public key", fdp[i])
 		}
 		next.nodes[fdp[i]] = priv
@@ -426,7 +427,8 @@ func (t *ratchetTree) installPathSecret(cs CipherSuite, keys *treePrivateKeys, s
 
 // treePrivateKeys are the private keys a member holds in the ratchet tree (RFC 9420
 // §4.2): its leaf's, and those of parent nodes on its direct path. It also keeps the
-// leaf keys of the member's Update proposals until a commit applies one.
+// leaf keys of the member's Update proposals until a commit applies one. It is not
+// safe for concurrent use.
 type treePrivateKeys struct {
 	leaf    LeafIndex
 	leafKey *HPKEPrivateKey

@@ -3,8 +3,10 @@ package mls
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -75,7 +77,30 @@ func (c *vectorCount) run(t *testing.T, name string, f func(t *testing.T)) {
 
 func (c *vectorCount) report(t *testing.T) {
 	t.Logf("%s: %d cases ran, %d skipped (unsupported suite)", c.name, c.ran-c.skipped, c.skipped)
+	vectorTotals.Lock()
+	vectorTotals.lines = append(vectorTotals.lines, fmt.Sprintf("%-45s %5d cases ran, %4d skipped (X448/Ed448 suites)", c.name, c.ran-c.skipped, c.skipped))
+	vectorTotals.Unlock()
 	if c.ran-c.skipped == 0 {
 		t.Errorf("%s: no case ran", c.name)
 	}
+}
+
+// vectorTotals collects every vector file's count for TestMain to print, so that a
+// plain `go test` shows how many official cases ran.
+var vectorTotals struct {
+	sync.Mutex
+	lines []string
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	vectorTotals.Lock()
+	if len(vectorTotals.lines) > 0 {
+		fmt.Println("official test vectors:")
+		for _, l := range vectorTotals.lines {
+			fmt.Println("  " + l)
+		}
+	}
+	vectorTotals.Unlock()
+	os.Exit(code)
 }

@@ -37,7 +37,7 @@ type Options struct {
 	Now  func() time.Time
 }
 
-// Server is an pb.MLSClientServer backed by package mls. One Server may play
+// Server is a pb.MLSClientServer backed by package mls. One Server may play
 // several actors: group states, KeyPackage transactions, reinitializations and
 // external signers all get IDs from one counter, unique across the Server. It
 // is safe for concurrent use; calls are serialized by one mutex.
@@ -258,6 +258,19 @@ func parseGroupInfo(data []byte) (*mls.GroupInfo, error) {
 	return msg.GroupInfo, nil
 }
 
+// contentType is the content type a PublicMessage or PrivateMessage shows in
+// the clear, so that a message is checked for what it claims to be before Process
+// applies it.
+func contentType(msg *mls.MLSMessage) mls.ContentType {
+	switch {
+	case msg.PublicMessage != nil:
+		return msg.PublicMessage.Content.ContentType
+	case msg.PrivateMessage != nil:
+		return msg.PrivateMessage.ContentType
+	}
+	return 0
+}
+
 // optionalTree returns nil for an absent out-of-band tree.
 func optionalTree(data []byte) []byte {
 	if len(data) == 0 {
@@ -327,23 +340,24 @@ func resumptionFrom(g *mls.Group) func(mls.GroupID, uint64) ([]byte, bool) {
 
 // --- per-state bookkeeping ---
 
-// remember keeps a copy of the group in its current epoch before an operation
-// that may end that epoch.
-//
-// The copy is shallow, which is enough: a Group enters a new epoch by
-// replacing its fields with those of a freshly built successor (new secret
-// tree, key schedule, tree and private keys), so the copy keeps the old
-// epoch's secret tree to itself. It is only ever used to decrypt application
-// messages of that epoch.
-func (st *state) remember() *mls.Group {
-	old := *st.group
-	old.ClearPendingCommit()
-	return &old
+// remember copies the group in its current epoch before an operation that may
+// end that epoch, so that application messages of the epoch can still be read.
+// A copy that cannot be made only costs that ability.
+func (s *Server) remember(st *state) *mls.Group {
+	data, err := st.group.MarshalState()
+	if err != nil {
+		return nil
+	}
+	old, err := mls.LoadGroup(data, s.config(st.encrypt, st.psks))
+	if err != nil {
+		return nil
+	}
+	return old
 }
 
 // keep files a copy made by remember if the group has since left its epoch.
 func (st *state) keep(old *mls.Group) {
-	if old.Epoch() == st.group.Epoch() && bytes.Equal(old.GroupID(), st.group.GroupID()) {
+	if old == nil || (old.Epoch() == st.group.Epoch() && bytes.Equal(old.GroupID(), st.group.GroupID())) {
 		return
 	}
 	st.past = append(st.past, old)
@@ -375,12 +389,11 @@ func (st *state) receiveProposals(msgs [][]byte) error {
 		if err != nil {
 			return err
 		}
-		r, err := st.group.Process(msg)
-		if err != nil {
-			return mlsError(fmt.Errorf("proposal: %w", err))
+		if ct := contentType(msg); ct != mls.ContentTypeProposal {
+			return invalid("message handed over as a proposal has content type %d", ct)
 		}
-		if r.ContentType != mls.ContentTypeProposal {
-			return invalid("message handed over as a proposal has content type %d", r.ContentType)
+		if _, err := st.group.Process(msg); err != nil {
+			return mlsError(fmt.Errorf("proposal: %w", err))
 		}
 		st.markSeen(data)
 	}
@@ -617,8 +630,12 @@ func (s *Server) Unprotect(_ context.Context, req *pb.UnprotectRequest) (*pb.Unp
 	if err != nil {
 		return nil, err
 	}
+	if ct := contentType(msg); ct != mls.ContentTypeApplication {
+		return nil, invalid("not an application message (content type %d)", ct)
+	}
+	pm := msg.PrivateMessage
 	g := st.group
-	if pm := msg.PrivateMessage; pm.Epoch != g.Epoch() {
+	if pm.Epoch != g.Epoch() {
 		for _, old := range st.past {
 			if old.Epoch() == pm.Epoch && bytes.Equal(old.GroupID(), pm.GroupID) {
 				g = old
@@ -652,584 +669,4 @@ func (s *Server) StorePSK(_ context.Context, req *pb.StorePSKRequest) (*pb.Store
 	}
 	psks[string(req.GetPskId())] = bytes.Clone(req.GetPskSecret())
 	return &pb.StorePSKResponse{}, nil
-}
-
-// --- RPCs: proposals ---
-
-// AddProposal proposes adding the owner of a KeyPackage.
-func (s *Server) AddProposal(_ context.Context, req *pb.AddProposalRequest) (*pb.ProposalResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, err := s.state(req.GetStateId())
-	if err != nil {
-		return nil, err
-	}
-	kp, err := parseKeyPackage(req.GetKeyPackage())
-	if err != nil {
-		return nil, err
-	}
-	msg, _, err := st.group.ProposeAdd(kp, nil)
-	return st.propose(msg, err)
-}
-
-// UpdateProposal proposes new leaf keys for this member.
-func (s *Server) UpdateProposal(_ context.Context, req *pb.UpdateProposalRequest) (*pb.ProposalResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, err := s.state(req.GetStateId())
-	if err != nil {
-		return nil, err
-	}
-	msg, _, err := st.group.ProposeUpdate(nil)
-	return st.propose(msg, err)
-}
-
-// RemoveProposal proposes removing the member with the given identity.
-func (s *Server) RemoveProposal(_ context.Context, req *pb.RemoveProposalRequest) (*pb.ProposalResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, err := s.state(req.GetStateId())
-	if err != nil {
-		return nil, err
-	}
-	leaf, err := leafOf(st.group.Members(), req.GetRemovedId())
-	if err != nil {
-		return nil, err
-	}
-	msg, _, err := st.group.ProposeRemove(leaf, nil)
-	return st.propose(msg, err)
-}
-
-// ExternalPSKProposal proposes injecting an external PSK.
-func (s *Server) ExternalPSKProposal(_ context.Context, req *pb.ExternalPSKProposalRequest) (*pb.ProposalResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, err := s.state(req.GetStateId())
-	if err != nil {
-		return nil, err
-	}
-	msg, _, err := st.group.ProposePSK(mls.PreSharedKeyID{PSKType: mls.PSKTypeExternal, PSKID: req.GetPskId()}, nil)
-	return st.propose(msg, err)
-}
-
-// ResumptionPSKProposal proposes injecting the resumption PSK of an earlier epoch.
-func (s *Server) ResumptionPSKProposal(_ context.Context, req *pb.ResumptionPSKProposalRequest) (*pb.ProposalResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, err := s.state(req.GetStateId())
-	if err != nil {
-		return nil, err
-	}
-	msg, _, err := st.group.ProposePSK(mls.PreSharedKeyID{
-		PSKType:    mls.PSKTypeResumption,
-		Usage:      mls.ResumptionPSKUsageApplication,
-		PSKGroupID: st.group.GroupID(),
-		PSKEpoch:   req.GetEpochId(),
-	}, nil)
-	return st.propose(msg, err)
-}
-
-// GroupContextExtensionsProposal proposes new group context extensions.
-func (s *Server) GroupContextExtensionsProposal(_ context.Context, req *pb.GroupContextExtensionsProposalRequest) (*pb.ProposalResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, err := s.state(req.GetStateId())
-	if err != nil {
-		return nil, err
-	}
-	exts, err := extensions(req.GetExtensions())
-	if err != nil {
-		return nil, err
-	}
-	msg, _, err := st.group.ProposeGroupContextExtensions(exts, nil)
-	return st.propose(msg, err)
-}
-
-// ReInitProposal proposes reinitializing the group.
-func (s *Server) ReInitProposal(_ context.Context, req *pb.ReInitProposalRequest) (*pb.ProposalResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, err := s.state(req.GetStateId())
-	if err != nil {
-		return nil, err
-	}
-	r, err := reInit(req.GetGroupId(), req.GetCipherSuite(), req.GetExtensions())
-	if err != nil {
-		return nil, err
-	}
-	msg, _, err := st.group.ProposeReInit(*r, nil)
-	return st.propose(msg, err)
-}
-
-func reInit(groupID []byte, suite uint32, exts []*pb.Extension) (*mls.ReInit, error) {
-	cs, err := cipherSuite(suite)
-	if err != nil {
-		return nil, err
-	}
-	e, err := extensions(exts)
-	if err != nil {
-		return nil, err
-	}
-	return &mls.ReInit{GroupID: groupID, Version: mls.ProtocolVersionMLS10, CipherSuite: cs, Extensions: e}, nil
-}
-
-// proposalScope is what turning a ProposalDescription into a proposal needs to
-// know of the group.
-type proposalScope struct {
-	cs      mls.CipherSuite
-	groupID mls.GroupID
-	members func() ([]mls.Member, error)
-}
-
-// proposal builds the proposal a ProposalDescription describes.
-func (s *Server) proposal(d *pb.ProposalDescription, scope proposalScope) (*mls.Proposal, error) {
-	psk := func(id mls.PreSharedKeyID) (*mls.Proposal, error) {
-		nonce, err := s.nonce(scope.cs)
-		if err != nil {
-			return nil, err
-		}
-		id.PSKNonce = nonce
-		return &mls.Proposal{Type: mls.ProposalTypePSK, PreSharedKey: &mls.PreSharedKey{PSK: id}}, nil
-	}
-	switch string(d.GetProposalType()) {
-	case "add":
-		kp, err := parseKeyPackage(d.GetKeyPackage())
-		if err != nil {
-			return nil, err
-		}
-		return &mls.Proposal{Type: mls.ProposalTypeAdd, Add: &mls.Add{KeyPackage: *kp}}, nil
-	case "remove":
-		members, err := scope.members()
-		if err != nil {
-			return nil, err
-		}
-		leaf, err := leafOf(members, d.GetRemovedId())
-		if err != nil {
-			return nil, err
-		}
-		return &mls.Proposal{Type: mls.ProposalTypeRemove, Remove: &mls.Remove{Removed: leaf}}, nil
-	case "externalPSK":
-		return psk(mls.PreSharedKeyID{PSKType: mls.PSKTypeExternal, PSKID: d.GetPskId()})
-	case "resumptionPSK":
-		return psk(mls.PreSharedKeyID{PSKType: mls.PSKTypeResumption, Usage: mls.ResumptionPSKUsageApplication,
-			PSKGroupID: scope.groupID, PSKEpoch: d.GetEpochId()})
-	case "groupContextExtensions":
-		exts, err := extensions(d.GetExtensions())
-		if err != nil {
-			return nil, err
-		}
-		return &mls.Proposal{Type: mls.ProposalTypeGroupContextExtensions,
-			GroupContextExtensions: &mls.GroupContextExtensions{Extensions: exts}}, nil
-	case "reinit":
-		r, err := reInit(d.GetGroupId(), d.GetCipherSuite(), d.GetExtensions())
-		if err != nil {
-			return nil, err
-		}
-		return &mls.Proposal{Type: mls.ProposalTypeReInit, ReInit: r}, nil
-	}
-	return nil, invalid("unknown proposal type %q", d.GetProposalType())
-}
-
-// --- RPCs: commits ---
-
-// Commit commits the given proposals (which this member caches first if it has
-// not yet) and the described ones by value. The group stays in its epoch
-// until HandlePendingCommit.
-func (s *Server) Commit(_ context.Context, req *pb.CommitRequest) (*pb.CommitResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.commit(req)
-}
-
-func (s *Server) commit(req *pb.CommitRequest) (*pb.CommitResponse, error) {
-	st, err := s.state(req.GetStateId())
-	if err != nil {
-		return nil, err
-	}
-	if st.group.HasPendingCommit() {
-		return nil, status.Error(codes.FailedPrecondition, "a commit is already pending")
-	}
-	if err := st.receiveProposals(req.GetByReference()); err != nil {
-		return nil, err
-	}
-	scope := proposalScope{cs: st.group.CipherSuite(), groupID: st.group.GroupID(),
-		members: func() ([]mls.Member, error) { return st.group.Members(), nil }}
-	opts := mls.CommitOptions{ForcePath: req.GetForcePath()}
-	for _, d := range req.GetByValue() {
-		p, err := s.proposal(d, scope)
-		if err != nil {
-			return nil, err
-		}
-		opts.Proposals = append(opts.Proposals, p)
-	}
-	st.group.SetOmitRatchetTree(req.GetExternalTree())
-	res, err := st.group.Commit(opts)
-	if err != nil {
-		return nil, mlsError(err)
-	}
-	resp := &pb.CommitResponse{Commit: res.Commit.Bytes()}
-	if res.Welcome != nil {
-		resp.Welcome = res.Welcome.Bytes()
-	}
-	if req.GetExternalTree() {
-		resp.RatchetTree, _ = st.group.PendingRatchetTree()
-	}
-	return resp, nil
-}
-
-// HandleCommit applies another member's commit, caching the proposals it
-// refers to first.
-func (s *Server) HandleCommit(_ context.Context, req *pb.HandleCommitRequest) (*pb.HandleCommitResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	id, st, err := s.handleCommit(req)
-	if err != nil {
-		return nil, err
-	}
-	return &pb.HandleCommitResponse{StateId: id, EpochAuthenticator: st.group.EpochAuthenticator()}, nil
-}
-
-func (s *Server) handleCommit(req *pb.HandleCommitRequest) (uint32, *state, error) {
-	st, err := s.state(req.GetStateId())
-	if err != nil {
-		return 0, nil, err
-	}
-	if err := st.receiveProposals(req.GetProposal()); err != nil {
-		return 0, nil, err
-	}
-	msg, err := parseMessage(req.GetCommit(), 0)
-	if err != nil {
-		return 0, nil, err
-	}
-	old := st.remember()
-	r, err := st.group.Process(msg)
-	if err != nil {
-		return 0, nil, mlsError(fmt.Errorf("commit: %w", err))
-	}
-	if r.ContentType != mls.ContentTypeCommit {
-		return 0, nil, invalid("not a commit (content type %d)", r.ContentType)
-	}
-	st.keep(old)
-	return s.advance(req.GetStateId(), st), st, nil
-}
-
-// HandlePendingCommit moves the group into the epoch of its own pending commit.
-func (s *Server) HandlePendingCommit(_ context.Context, req *pb.HandlePendingCommitRequest) (*pb.HandleCommitResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	id, st, err := s.handlePendingCommit(req.GetStateId())
-	if err != nil {
-		return nil, err
-	}
-	return &pb.HandleCommitResponse{StateId: id, EpochAuthenticator: st.group.EpochAuthenticator()}, nil
-}
-
-func (s *Server) handlePendingCommit(id uint32) (uint32, *state, error) {
-	st, err := s.state(id)
-	if err != nil {
-		return 0, nil, err
-	}
-	if !st.group.HasPendingCommit() {
-		return 0, nil, status.Error(codes.FailedPrecondition, "no pending commit")
-	}
-	old := st.remember()
-	if _, err := st.group.MergePendingCommit(); err != nil {
-		return 0, nil, mlsError(err)
-	}
-	st.keep(old)
-	return s.advance(id, st), st, nil
-}
-
-// --- RPCs: reinitialization (RFC 9420 §11.2) ---
-
-// ReInitCommit commits a ReInit proposal.
-func (s *Server) ReInitCommit(_ context.Context, req *pb.CommitRequest) (*pb.CommitResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.commit(req)
-}
-
-// HandlePendingReInitCommit applies this member's own ReInit commit and offers
-// a KeyPackage for the successor group.
-func (s *Server) HandlePendingReInitCommit(_ context.Context, req *pb.HandlePendingCommitRequest) (*pb.HandleReInitCommitResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, st, err := s.handlePendingCommit(req.GetStateId())
-	if err != nil {
-		return nil, err
-	}
-	return s.startReInit(st)
-}
-
-// HandleReInitCommit applies another member's ReInit commit and offers a
-// KeyPackage for the successor group.
-func (s *Server) HandleReInitCommit(_ context.Context, req *pb.HandleCommitRequest) (*pb.HandleReInitCommitResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, st, err := s.handleCommit(req)
-	if err != nil {
-		return nil, err
-	}
-	return s.startReInit(st)
-}
-
-func (s *Server) startReInit(st *state) (*pb.HandleReInitCommitResponse, error) {
-	r := st.group.PendingReInit()
-	if r == nil {
-		return nil, invalid("the commit did not reinitialize the group")
-	}
-	kp, priv, err := s.newKeyPackage(r.CipherSuite, st.identity)
-	if err != nil {
-		return nil, err
-	}
-	id := s.newID()
-	s.reinits[id] = &reinit{old: st.group, identity: st.identity, encrypt: st.encrypt, psks: st.psks.clone(), kp: kp, priv: priv}
-	return &pb.HandleReInitCommitResponse{
-		ReinitId:           id,
-		KeyPackage:         mls.NewKeyPackageMessage(kp).Bytes(),
-		EpochAuthenticator: st.group.EpochAuthenticator(),
-	}, nil
-}
-
-// ReInitWelcome creates the successor group, adding the other members.
-func (s *Server) ReInitWelcome(_ context.Context, req *pb.ReInitWelcomeRequest) (*pb.CreateSubgroupResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ri, ok := s.reinits[req.GetReinitId()]
-	if !ok {
-		return nil, notFound("reinit", req.GetReinitId())
-	}
-	kps, err := parseKeyPackages(req.GetKeyPackage())
-	if err != nil {
-		return nil, err
-	}
-	cfg := s.config(ri.encrypt, ri.psks)
-	cfg.OmitRatchetTree = req.GetExternalTree()
-	g, res, err := ri.old.ReInitGroup(mls.NewBasicCredential(ri.identity), ri.priv.SignatureKey, kps,
-		mls.CommitOptions{ForcePath: req.GetForcePath()}, cfg)
-	if err != nil {
-		return nil, mlsError(err)
-	}
-	delete(s.reinits, req.GetReinitId())
-	st := &state{group: g, identity: ri.identity, sigKey: ri.priv.SignatureKey, encrypt: ri.encrypt, psks: ri.psks}
-	return s.subgroupResponse(st, res, req.GetExternalTree()), nil
-}
-
-func (s *Server) subgroupResponse(st *state, res *mls.CommitResult, externalTree bool) *pb.CreateSubgroupResponse {
-	resp := &pb.CreateSubgroupResponse{StateId: s.addState(st), EpochAuthenticator: st.group.EpochAuthenticator()}
-	if res.Welcome != nil {
-		resp.Welcome = res.Welcome.Bytes()
-	}
-	if externalTree {
-		resp.RatchetTree = st.group.RatchetTree()
-	}
-	return resp
-}
-
-// HandleReInitWelcome joins the successor group.
-func (s *Server) HandleReInitWelcome(_ context.Context, req *pb.HandleReInitWelcomeRequest) (*pb.JoinGroupResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ri, ok := s.reinits[req.GetReinitId()]
-	if !ok {
-		return nil, notFound("reinit", req.GetReinitId())
-	}
-	w, err := parseWelcome(req.GetWelcome())
-	if err != nil {
-		return nil, err
-	}
-	g, err := mls.JoinGroup(w, ri.kp, ri.priv, mls.JoinOptions{
-		RatchetTree:   optionalTree(req.GetRatchetTree()),
-		ResumptionPSK: resumptionFrom(ri.old),
-	}, s.config(ri.encrypt, ri.psks))
-	if err != nil {
-		return nil, mlsError(err)
-	}
-	if r := ri.old.PendingReInit(); !bytes.Equal(g.GroupID(), r.GroupID) || g.CipherSuite() != r.CipherSuite {
-		return nil, invalid("the welcome is not for the group the ReInit announced")
-	}
-	delete(s.reinits, req.GetReinitId())
-	id := s.addState(&state{group: g, identity: ri.identity, sigKey: ri.priv.SignatureKey, encrypt: ri.encrypt, psks: ri.psks})
-	return &pb.JoinGroupResponse{StateId: id, EpochAuthenticator: g.EpochAuthenticator()}, nil
-}
-
-// --- RPCs: subgroup branching (RFC 9420 §11.3) ---
-
-// CreateBranch starts a subgroup of the group with the given KeyPackages.
-func (s *Server) CreateBranch(_ context.Context, req *pb.CreateBranchRequest) (*pb.CreateSubgroupResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, err := s.state(req.GetStateId())
-	if err != nil {
-		return nil, err
-	}
-	kps, err := parseKeyPackages(req.GetKeyPackages())
-	if err != nil {
-		return nil, err
-	}
-	exts, err := extensions(req.GetExtensions())
-	if err != nil {
-		return nil, err
-	}
-	psks := st.psks.clone()
-	cfg := s.config(st.encrypt, psks)
-	cfg.OmitRatchetTree = req.GetExternalTree()
-	g, res, err := st.group.Branch(req.GetGroupId(), kps, mls.CreateOptions{Extensions: exts},
-		mls.CommitOptions{ForcePath: req.GetForcePath()}, cfg)
-	if err != nil {
-		return nil, mlsError(err)
-	}
-	sub := &state{group: g, identity: st.identity, sigKey: st.sigKey, encrypt: st.encrypt, psks: psks}
-	return s.subgroupResponse(sub, res, req.GetExternalTree()), nil
-}
-
-// HandleBranch joins a subgroup of a group this state is in.
-func (s *Server) HandleBranch(_ context.Context, req *pb.HandleBranchRequest) (*pb.HandleBranchResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, err := s.state(req.GetStateId())
-	if err != nil {
-		return nil, err
-	}
-	tx, ok := s.txs[req.GetTransactionId()]
-	if !ok {
-		return nil, notFound("transaction", req.GetTransactionId())
-	}
-	w, err := parseWelcome(req.GetWelcome())
-	if err != nil {
-		return nil, err
-	}
-	g, err := mls.JoinGroup(w, tx.kp, tx.priv, mls.JoinOptions{
-		RatchetTree:   optionalTree(req.GetRatchetTree()),
-		ResumptionPSK: resumptionFrom(st.group),
-	}, s.config(st.encrypt, tx.psks))
-	if err != nil {
-		return nil, mlsError(err)
-	}
-	delete(s.txs, req.GetTransactionId())
-	id := s.addState(&state{group: g, identity: tx.identity, sigKey: tx.priv.SignatureKey, encrypt: st.encrypt, psks: tx.psks})
-	return &pb.HandleBranchResponse{StateId: id, EpochAuthenticator: g.EpochAuthenticator()}, nil
-}
-
-// --- RPCs: external proposals (RFC 9420 §12.1.8) ---
-
-// NewMemberAddProposal makes a KeyPackage and the new_member_proposal Add by
-// which its owner asks to join the group gi describes.
-func (s *Server) NewMemberAddProposal(_ context.Context, req *pb.NewMemberAddProposalRequest) (*pb.NewMemberAddProposalResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	gi, err := parseGroupInfo(req.GetGroupInfo())
-	if err != nil {
-		return nil, err
-	}
-	kp, priv, err := s.newKeyPackage(gi.GroupContext.CipherSuite, req.GetIdentity())
-	if err != nil {
-		return nil, err
-	}
-	msg, err := mls.NewMemberAddProposal(gi, kp, priv.SignatureKey, s.rand)
-	if err != nil {
-		return nil, mlsError(err)
-	}
-	id := s.newID()
-	s.txs[id] = &transaction{kp: kp, priv: priv, identity: req.GetIdentity(), psks: pskStore{}}
-	return &pb.NewMemberAddProposalResponse{
-		TransactionId:  id,
-		Proposal:       msg.Bytes(),
-		InitPriv:       priv.InitKey.Bytes(),
-		EncryptionPriv: priv.EncryptionKey.Bytes(),
-		SignaturePriv:  priv.SignatureKey.Bytes(),
-	}, nil
-}
-
-// CreateExternalSigner makes an external sender's key and returns its
-// ExternalSender for a member to add to a group.
-func (s *Server) CreateExternalSigner(_ context.Context, req *pb.CreateExternalSignerRequest) (*pb.CreateExternalSignerResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cs, err := cipherSuite(req.GetCipherSuite())
-	if err != nil {
-		return nil, err
-	}
-	sigKey, err := mls.GenerateSignatureKey(cs, s.rand)
-	if err != nil {
-		return nil, mlsError(err)
-	}
-	id := s.newID()
-	s.signers[id] = &signer{cs: cs, sigKey: sigKey}
-	sender := mls.ExternalSender{SignatureKey: sigKey.Public(), Credential: mls.NewBasicCredential(req.GetIdentity())}
-	return &pb.CreateExternalSignerResponse{SignerId: id, ExternalSender: mls.MarshalExternalSender(sender)}, nil
-}
-
-// AddExternalSigner proposes adding an external sender to the group's
-// external_senders extension.
-func (s *Server) AddExternalSigner(_ context.Context, req *pb.AddExternalSignerRequest) (*pb.ProposalResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, err := s.state(req.GetStateId())
-	if err != nil {
-		return nil, err
-	}
-	sender, err := mls.UnmarshalExternalSender(req.GetExternalSender())
-	if err != nil {
-		return nil, invalid("%v", err)
-	}
-	exts := st.group.GroupContext().Extensions
-	var senders []mls.ExternalSender
-	if data, ok := exts.Find(mls.ExtensionTypeExternalSenders); ok {
-		if senders, err = mls.UnmarshalExternalSenders(data); err != nil {
-			return nil, mlsError(err)
-		}
-	}
-	senders = append(senders, sender)
-	exts = exts.With(mls.ExtensionTypeExternalSenders, mls.MarshalExternalSenders(senders))
-	msg, _, err := st.group.ProposeGroupContextExtensions(exts, nil)
-	return st.propose(msg, err)
-}
-
-// ExternalSignerProposal makes a proposal from an external sender, which finds
-// its own index in the group's external_senders by its signature key.
-func (s *Server) ExternalSignerProposal(_ context.Context, req *pb.ExternalSignerProposalRequest) (*pb.ProposalResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sg, ok := s.signers[req.GetSignerId()]
-	if !ok {
-		return nil, notFound("external signer", req.GetSignerId())
-	}
-	gi, err := parseGroupInfo(req.GetGroupInfo())
-	if err != nil {
-		return nil, err
-	}
-	gc := &gi.GroupContext
-	if gc.CipherSuite != sg.cs {
-		return nil, invalid("external signer is for %v, the group uses %v", sg.cs, gc.CipherSuite)
-	}
-	data, ok := gc.Extensions.Find(mls.ExtensionTypeExternalSenders)
-	if !ok {
-		return nil, invalid("the group has no external senders")
-	}
-	senders, err := mls.UnmarshalExternalSenders(data)
-	if err != nil {
-		return nil, mlsError(err)
-	}
-	index := -1
-	for i, x := range senders {
-		if bytes.Equal(x.SignatureKey, sg.sigKey.Public()) {
-			index = i
-			break
-		}
-	}
-	if index < 0 {
-		return nil, invalid("the signer is not among the group's external senders")
-	}
-	scope := proposalScope{cs: gc.CipherSuite, groupID: gc.GroupID,
-		members: func() ([]mls.Member, error) { return treeMembers(gi, req.GetRatchetTree()) }}
-	p, err := s.proposal(req.GetDescription(), scope)
-	if err != nil {
-		return nil, err
-	}
-	msg, err := mls.ExternalProposal(gc.CipherSuite, gc.GroupID, gc.Epoch, uint32(index), p, sg.sigKey, s.rand)
-	if err != nil {
-		return nil, mlsError(err)
-	}
-	return &pb.ProposalResponse{Proposal: msg.Bytes()}, nil
 }
