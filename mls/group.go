@@ -32,6 +32,10 @@ type Config struct {
 	MaxForwardDistance, MaxSkippedKeys uint32
 	// ResumptionEpochs is how many past epochs' resumption PSKs are kept (default 16).
 	ResumptionEpochs int
+	// PastEpochs is how many earlier epochs' keys are kept to read application
+	// messages sent before a commit landed (default 2; -1 keeps none). Keys of an
+	// epoch are deleted once it falls out of this window.
+	PastEpochs int
 }
 
 func (c *Config) rand() io.Reader {
@@ -135,6 +139,8 @@ type Group struct {
 	// reinit is set when a ReInit commit ended this group: it may only be used to
 	// start its successor.
 	reinit *ReInit
+	// past holds the earlier epochs still readable, oldest first.
+	past []pastEpoch
 	// resumedFrom is set, until its first commit, in a group started by ReInit or
 	// branching: the previous group's resumption PSK that commit injects (RFC 9420
 	// §11.2, §11.3).

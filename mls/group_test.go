@@ -349,3 +349,57 @@ func TestUnsupportedSuite(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestPastEpochMessages(t *testing.T) {
+	ms := newTestGroup(t, DefaultCipherSuite, 3)
+	a, b, c := ms[0], ms[1], ms[2]
+	// b writes, then a's commit lands before b's message reaches c.
+	late, err := b.g.Protect([]byte("sent before the commit"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitAndDeliver(t, a, []*testMember{b, c}, nil, CommitOptions{ForcePath: true})
+	r, err := c.g.Process(wire(t, late))
+	if err != nil || string(r.ApplicationData) != "sent before the commit" {
+		t.Fatalf("late message of the previous epoch: %v", err)
+	}
+	if _, err := c.g.Process(wire(t, late)); err == nil {
+		t.Fatal("late message replayed")
+	}
+	// A handshake message of a past epoch is refused.
+	stale, _, err := b.g.ProposeRemove(0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.g.proposals = nil
+	older, err := b.g.Protect([]byte("two epochs back"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitAndDeliver(t, a, []*testMember{b, c}, nil, CommitOptions{ForcePath: true})
+	if _, err := c.g.Process(wire(t, stale)); !errors.Is(err, ErrWrongEpoch) {
+		t.Fatalf("proposal of a past epoch: %v", err)
+	}
+	// The kept epochs survive storage.
+	data, err := c.g.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.g, err = LoadGroup(data, testConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.g.Process(wire(t, older)); err != nil {
+		t.Fatalf("message of one epoch back after reload: %v", err)
+	}
+	// Beyond the window (default 2 epochs), keys are gone.
+	veryOld, err := b.g.Protect([]byte("soon too old"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		commitAndDeliver(t, a, []*testMember{b, c}, nil, CommitOptions{ForcePath: true})
+	}
+	if _, err := c.g.Process(wire(t, veryOld)); !errors.Is(err, ErrWrongEpoch) {
+		t.Fatalf("message three epochs back: %v", err)
+	}
+}

@@ -151,7 +151,7 @@ func (g *Group) MergePendingCommit() (*CommitEffect, error) {
 		return nil, errors.New("mls: no pending commit")
 	}
 	p := g.pending
-	*g = *p.next
+	g.advanceTo(p.next)
 	return p.effect, nil
 }
 
@@ -382,7 +382,7 @@ func (g *Group) processCommit(ac *AuthenticatedContent) (*CommitEffect, error) {
 	}
 	next.epoch.forgetWelcome()
 	effect := next.effectOf(g, a, committer, c.Path != nil, external)
-	*g = *next
+	g.advanceTo(next)
 	return effect, nil
 }
 

@@ -249,6 +249,9 @@ func (g *Group) unprotect(msg *MLSMessage) (*AuthenticatedContent, Credential, e
 			return nil, Credential{}, ErrWrongGroup
 		}
 		if pm.Epoch != g.ctx.Epoch {
+			if past := g.pastEpochAt(pm.Epoch); past != nil && pm.ContentType == ContentTypeApplication {
+				return g.unprotectPast(past, pm)
+			}
 			return nil, Credential{}, fmt.Errorf("%w: got %d, group is at %d", ErrWrongEpoch, pm.Epoch, g.ctx.Epoch)
 		}
 		var err error
@@ -328,4 +331,23 @@ func (g *Group) unprotect(msg *MLSMessage) (*AuthenticatedContent, Credential, e
 		return nil, Credential{}, err
 	}
 	return ac, cred, nil
+}
+
+// unprotectPast reads an application message of an earlier epoch this member still
+// keeps keys for: sent before a commit landed, delivered after.
+func (g *Group) unprotectPast(past *pastEpoch, pm *PrivateMessage) (*AuthenticatedContent, Credential, error) {
+	cs := g.ctx.CipherSuite
+	isMember := func(l LeafIndex) bool { return uint32(l) < past.tree.leafCount() && past.tree.leaf(l) != nil }
+	ac, err := decryptPrivateMessage(cs, past.secrets, past.senderDataSecret, pm, isMember)
+	if err != nil {
+		return nil, Credential{}, err
+	}
+	if ac.Content.ContentType != ContentTypeApplication || ac.Content.Sender.Type != SenderTypeMember {
+		return nil, Credential{}, fmt.Errorf("%w: only application messages are read from past epochs", ErrWrongEpoch)
+	}
+	leaf := past.tree.leaf(ac.Content.Sender.LeafIndex)
+	if err := verifyFramedContent(cs, leaf.SignatureKey, ac, past.groupContext); err != nil {
+		return nil, Credential{}, err
+	}
+	return ac, leaf.Credential, nil
 }

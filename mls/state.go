@@ -36,6 +36,7 @@ var ErrState = errors.New("mls: unreadable group state")
 //	    opaque confirmation_tag<V>;
 //	    CachedProposal proposals<V>;    /* ref, sender, proposal */
 //	    ResumptionPSK resumption_psks<V>; /* uint64 epoch, opaque psk<V> */
+//	    PastEpoch past_epochs<V>;    /* epoch, group context, sender data secret, secret tree, tree */
 //	    bool active;
 //	    optional<ReInit> reinit;
 //	} GroupState;
@@ -68,6 +69,11 @@ func (g *Group) MarshalState() ([]byte, error) {
 		for _, e := range slices.Sorted(maps.Keys(g.resumption)) {
 			b.AddUint64(e)
 			addOpaque(b, g.resumption[e])
+		}
+	})
+	addVector(&b, func(b *cryptobyte.Builder) {
+		for i := range g.past {
+			g.past[i].marshal(b)
 		}
 	})
 	addBool(&b, g.active)
@@ -129,6 +135,16 @@ func LoadGroup(data []byte, cfg Config) (*Group, error) {
 				return false
 			}
 			g.resumption[e] = psk
+			return true
+		}) {
+			return false
+		}
+		if !readVectorOf(s, func(s *cryptobyte.String) bool {
+			var p pastEpoch
+			if !p.unmarshal(s) || p.epoch >= g.ctx.Epoch || p.secrets.cs != g.ctx.CipherSuite {
+				return false
+			}
+			g.past = append(g.past, p)
 			return true
 		}) {
 			return false
