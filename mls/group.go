@@ -24,8 +24,9 @@ type Config struct {
 	EncryptHandshake bool
 	// PaddingBlock pads PrivateMessage content to a multiple of this many bytes (default 32).
 	PaddingBlock int
-	// OmitRatchetTree leaves the ratchet_tree extension out of Welcome messages; the
-	// joiner must then be given the tree out of band.
+	// OmitRatchetTree leaves the ratchet_tree extension out of Welcome messages and
+	// GroupInfos by default (CommitOptions.RatchetTree and GroupInfoOptions override
+	// it per call); a joiner must then be given the tree out of band.
 	OmitRatchetTree bool
 	// MaxForwardDistance bounds how far ahead of the last seen generation a message may be
 	// (default 1000); MaxSkippedKeys bounds the keys kept for out-of-order messages (default 128).

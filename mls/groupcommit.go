@@ -9,9 +9,28 @@ func commitError(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidCommit}, args...)...)
 }
 
+// Errors returned by Commit and MergePendingCommit.
+var (
+	// ErrUnknownProposal is returned by Commit when CommitOptions.ProposalRefs names a
+	// proposal that is not cached in the current epoch.
+	ErrUnknownProposal = errors.New("mls: proposal is not cached in this epoch")
+	// ErrNoPendingCommit is returned by MergePendingCommit when this member has no
+	// commit awaiting confirmation: none was made, or it was merged, cleared, or
+	// discarded by another member's commit.
+	ErrNoPendingCommit = errors.New("mls: no pending commit")
+)
+
 // CommitOptions control Commit.
 type CommitOptions struct {
-	// Proposals to include by value, after every valid cached proposal by reference.
+	// ProposalRefs, when non-nil, names the cached proposals to commit by reference,
+	// in this order, instead of every valid cached one; an empty, non-nil slice
+	// commits none. A name that is not cached is ErrUnknownProposal. Named proposals
+	// are not filtered: one that is invalid, alone or with the others, fails the
+	// commit. A name of this member's own Update is left out: the commit's path
+	// replaces it (RFC 9420 §12.2).
+	ProposalRefs []ProposalRef
+	// Proposals to include by value, after the proposals committed by reference. An
+	// invalid one fails the commit.
 	Proposals []*Proposal
 	// ForcePath includes an UpdatePath even when the proposals do not require one,
 	// refreshing this member's keys (post-compromise security).
@@ -21,6 +40,19 @@ type CommitOptions struct {
 	// ExternalPub adds the external_pub extension to the new epoch's GroupInfo,
 	// letting non-members join by external commit.
 	ExternalPub bool
+	// RatchetTree says whether the new epoch's GroupInfo, in the Welcome and in
+	// CommitResult.GroupInfo, carries the ratchet_tree extension; nil follows
+	// Config.OmitRatchetTree. Without it, joiners need the new epoch's tree out of
+	// band (PendingRatchetTree, or RatchetTree after MergePendingCommit).
+	RatchetTree *bool
+}
+
+// withTree resolves a per-call choice of ratchet tree inclusion against Config.
+func (c *Config) withTree(choice *bool) bool {
+	if choice != nil {
+		return *choice
+	}
+	return !c.OmitRatchetTree
 }
 
 // CommitResult is what Commit produced: the commit for the group, a Welcome for
@@ -39,10 +71,15 @@ type pendingCommit struct {
 	effect *CommitEffect
 }
 
-// Commit commits every cached proposal and opts.Proposals (RFC 9420 §12.4). The
-// group stays in the current epoch until MergePendingCommit: the delivery service
-// decides which of concurrent commits wins. A commit from another member processed
-// meanwhile discards this one.
+// Commit commits cached proposals and opts.Proposals (RFC 9420 §12.4): the cached
+// proposals opts.ProposalRefs names or, by default, every one still valid alongside
+// the others. By default it leaves out, as RFC 9420 §12.2 has the committer do,
+// this member's own Updates (the commit's path replaces them), proposals no longer
+// valid, all but one of several proposals for one leaf (a Remove, else the latest
+// Update), for one client or for one PSK, and a ReInit unless nothing else is
+// committed. The group stays in the current epoch until MergePendingCommit: the
+// delivery service decides which of concurrent commits wins. A commit from another
+// member processed meanwhile discards this one.
 func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
 	if err := g.checkActive(); err != nil {
 		return nil, err
@@ -54,19 +91,31 @@ func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
 	rnd := g.cfg.rand()
 	me := Sender{Type: SenderTypeMember, LeafIndex: g.myLeaf}
 
-	var list []cachedProposal
-	commit := &Commit{}
-	for _, cp := range g.proposals {
-		if cp.proposal.Type == ProposalTypeUpdate && cp.sender == me {
-			continue // our own update is superseded by the path
-		}
-		list = append(list, cp)
-		commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefTypeReference, Reference: cp.ref})
-	}
 	for _, p := range opts.Proposals {
 		if err := g.validateProposal(p, me, true); err != nil {
 			return nil, err
 		}
+	}
+	var (
+		list      []cachedProposal
+		ownUpdate bool
+		err       error
+	)
+	if opts.ProposalRefs != nil {
+		list, ownUpdate, err = g.namedProposals(opts.ProposalRefs, me)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		list, ownUpdate = g.validCachedProposals(opts.Proposals, me)
+	}
+	// This member's own Update is superseded by the path, which it therefore needs.
+	withPath := opts.ForcePath || ownUpdate
+	commit := &Commit{}
+	for _, cp := range list {
+		commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefTypeReference, Reference: cp.ref})
+	}
+	for _, p := range opts.Proposals {
 		list = append(list, cachedProposal{proposal: p, sender: me})
 		commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefTypeProposal, Proposal: p})
 	}
@@ -74,14 +123,11 @@ func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.reinit != nil && opts.ForcePath {
-		// A path is allowed with ReInit; nothing to do.
-	}
 
 	next := g.successor(a)
 	var path *pendingPath
 	commitSecret := make([]byte, cs.Nh())
-	if a.needsPath || opts.ForcePath {
+	if a.needsPath || withPath {
 		leaf := g.tree.leaf(g.myLeaf).clone()
 		path, err = next.tree.newUpdatePath(cs, g.myLeaf, leaf, g.sigKey, g.ctx.GroupID, rnd)
 		if err != nil {
@@ -122,7 +168,7 @@ func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
 	if len(a.added) > 0 || opts.ExternalPub {
 		// Signing a GroupInfo hashes the whole ratchet tree: only pay for it when a
 		// Welcome needs it or the caller asked for one.
-		gi, err := next.groupInfo(!g.cfg.OmitRatchetTree, opts.ExternalPub)
+		gi, err := next.groupInfo(g.cfg.withTree(opts.RatchetTree), opts.ExternalPub)
 		if err != nil {
 			return nil, err
 		}
@@ -137,7 +183,7 @@ func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
 		res.Welcome = NewWelcomeMessage(w)
 	}
 	next.epoch.forgetWelcome()
-	g.pending = &pendingCommit{next: next, effect: next.effectOf(g, a, g.myLeaf, a.needsPath || opts.ForcePath, false)}
+	g.pending = &pendingCommit{next: next, effect: next.effectOf(g, a, g.myLeaf, a.needsPath || withPath, false)}
 	return res, nil
 }
 
@@ -145,10 +191,11 @@ func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
 func (g *Group) HasPendingCommit() bool { return g.pending != nil }
 
 // MergePendingCommit moves the group into the epoch of this member's own commit,
-// once the delivery service has accepted it.
+// once the delivery service has accepted it. It returns ErrNoPendingCommit when
+// there is none.
 func (g *Group) MergePendingCommit() (*CommitEffect, error) {
 	if g.pending == nil {
-		return nil, errors.New("mls: no pending commit")
+		return nil, ErrNoPendingCommit
 	}
 	p := g.pending
 	g.advanceTo(p.next)
@@ -234,14 +281,22 @@ func (g *Group) groupInfo(withTree, withExternalPub bool) (*GroupInfo, error) {
 	return gi, nil
 }
 
-// GroupInfo returns a signed GroupInfo of the current epoch, with the ratchet tree
-// unless OmitRatchetTree is configured, and with external_pub when
-// allowExternalJoin is set.
-func (g *Group) GroupInfo(allowExternalJoin bool) (*MLSMessage, error) {
+// GroupInfoOptions control Group.GroupInfo.
+type GroupInfoOptions struct {
+	// ExternalPub adds the external_pub extension, letting non-members join by
+	// external commit (RFC 9420 §12.4.3.2).
+	ExternalPub bool
+	// RatchetTree says whether the GroupInfo carries the ratchet_tree extension; nil
+	// follows Config.OmitRatchetTree. Without it, a joiner needs RatchetTree out of band.
+	RatchetTree *bool
+}
+
+// GroupInfo returns a signed GroupInfo of the current epoch (RFC 9420 §12.4.3).
+func (g *Group) GroupInfo(opts GroupInfoOptions) (*MLSMessage, error) {
 	if err := g.checkActive(); err != nil {
 		return nil, err
 	}
-	gi, err := g.groupInfo(!g.cfg.OmitRatchetTree, allowExternalJoin)
+	gi, err := g.groupInfo(g.cfg.withTree(opts.RatchetTree), opts.ExternalPub)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,11 @@ import (
 	"time"
 )
 
+// ErrResumptionMismatch is returned by JoinGroup when a Welcome does not start the
+// successor group JoinOptions.Resumption describes, or starts a successor group
+// (reinit or branch) the caller gave neither Resumption nor ResumptionPSK for.
+var ErrResumptionMismatch = errors.New("mls: welcome does not start the expected successor group")
+
 // JoinOptions control joining a group from a Welcome.
 type JoinOptions struct {
 	// RatchetTree is the ratchet_tree extension data, for a Welcome whose GroupInfo
@@ -15,11 +20,108 @@ type JoinOptions struct {
 	// ResumptionPSK returns a resumption PSK of an earlier group (for a Welcome into
 	// a group made by ReInit or branching).
 	ResumptionPSK func(groupID GroupID, epoch uint64) ([]byte, bool)
+	// Resumption, when set, is the successor group the Welcome must start; JoinGroup
+	// checks it as RFC 9420 §11.2 and §11.3 ask. When nil, a Welcome whose PSKs
+	// include a resumption PSK of usage reinit or branch is refused unless
+	// ResumptionPSK is set (which then resolves it, unchecked).
+	Resumption *ResumptionExpectation
+}
+
+// ResumptionExpectation is what a joiner knows, from the group it is in, of the
+// successor group a Welcome claims to start: the group a ReInit commit announced
+// (RFC 9420 §11.2), or a subgroup branched from it (§11.3).
+type ResumptionExpectation struct {
+	// Usage is ResumptionPSKUsageReinit or ResumptionPSKUsageBranch.
+	Usage ResumptionPSKUsage
+	// PriorGroupID and PriorEpoch name the epoch of the prior group whose resumption
+	// PSK the new group injects: for reinit, the epoch the ReInit commit started
+	// (the prior group's last); for branch, the epoch the subgroup branched from.
+	PriorGroupID GroupID
+	PriorEpoch   uint64
+	// ReInit, required for usage reinit, is the ReInit that ended the prior group
+	// (Group.PendingReInit): the new group must have its group ID, version, cipher
+	// suite and extensions.
+	ReInit *ReInit
+	// CipherSuite, required for usage branch, is the prior group's cipher suite,
+	// which a subgroup keeps. For reinit it may be left zero; if set, it must be the
+	// ReInit's.
+	CipherSuite CipherSuite
+}
+
+// checkPSKs checks a Welcome's PSKs: exactly one resumption PSK of usage reinit or
+// branch, of the expected usage, naming the prior group and epoch. e may be nil.
+func (e *ResumptionExpectation) checkPSKs(ids []PreSharedKeyID, haveResolver bool) error {
+	var resumed []*PreSharedKeyID
+	for i := range ids {
+		id := &ids[i]
+		if id.PSKType == PSKTypeResumption && (id.Usage == ResumptionPSKUsageReinit || id.Usage == ResumptionPSKUsageBranch) {
+			resumed = append(resumed, id)
+		}
+	}
+	if e == nil {
+		if len(resumed) > 0 && !haveResolver {
+			return fmt.Errorf("%w: it resumes a prior group (psk usage %d), but no JoinOptions.Resumption was given",
+				ErrResumptionMismatch, resumed[0].Usage)
+		}
+		return nil
+	}
+	if e.Usage != ResumptionPSKUsageReinit && e.Usage != ResumptionPSKUsageBranch {
+		return fmt.Errorf("mls: JoinOptions.Resumption has usage %d, want reinit or branch", e.Usage)
+	}
+	if len(resumed) != 1 {
+		return fmt.Errorf("%w: %d resumption psks of usage reinit or branch, want 1", ErrResumptionMismatch, len(resumed))
+	}
+	id := resumed[0]
+	switch {
+	case id.Usage != e.Usage:
+		return fmt.Errorf("%w: resumption psk usage %d, want %d", ErrResumptionMismatch, id.Usage, e.Usage)
+	case !equalBytes(id.PSKGroupID, e.PriorGroupID):
+		return fmt.Errorf("%w: resumption psk names another prior group", ErrResumptionMismatch)
+	case id.PSKEpoch != e.PriorEpoch:
+		return fmt.Errorf("%w: resumption psk names prior epoch %d, want %d", ErrResumptionMismatch, id.PSKEpoch, e.PriorEpoch)
+	}
+	return nil
+}
+
+// checkGroup checks the new group's GroupContext against the expectation. e may be nil.
+func (e *ResumptionExpectation) checkGroup(gc *GroupContext) error {
+	if e == nil {
+		return nil
+	}
+	if gc.Epoch != 1 {
+		return fmt.Errorf("%w: new group is in epoch %d, want 1", ErrResumptionMismatch, gc.Epoch)
+	}
+	if e.CipherSuite != 0 && gc.CipherSuite != e.CipherSuite {
+		return fmt.Errorf("%w: new group uses %v, want %v", ErrResumptionMismatch, gc.CipherSuite, e.CipherSuite)
+	}
+	switch e.Usage {
+	case ResumptionPSKUsageReinit:
+		r := e.ReInit
+		if r == nil {
+			return errors.New("mls: JoinOptions.Resumption of usage reinit without the ReInit")
+		}
+		switch {
+		case !equalBytes(gc.GroupID, r.GroupID):
+			return fmt.Errorf("%w: new group ID is not the ReInit's", ErrResumptionMismatch)
+		case gc.Version != r.Version:
+			return fmt.Errorf("%w: new group has version %d, the ReInit %d", ErrResumptionMismatch, gc.Version, r.Version)
+		case gc.CipherSuite != r.CipherSuite:
+			return fmt.Errorf("%w: new group uses %v, the ReInit %v", ErrResumptionMismatch, gc.CipherSuite, r.CipherSuite)
+		case !equalBytes(mustEncode(gc.Extensions), mustEncode(r.Extensions)):
+			return fmt.Errorf("%w: new group's extensions are not the ReInit's", ErrResumptionMismatch)
+		}
+	case ResumptionPSKUsageBranch:
+		if e.CipherSuite == 0 {
+			return errors.New("mls: JoinOptions.Resumption of usage branch without the prior cipher suite")
+		}
+	}
+	return nil
 }
 
 // JoinGroup joins a group from a Welcome addressed to kp (RFC 9420 §12.4.3.1),
 // checking the whole tree before trusting it. It returns ErrWelcomeNotForUs when the
-// Welcome holds no secrets for kp.
+// Welcome holds no secrets for kp, and ErrResumptionMismatch when it starts another
+// successor group than opts.Resumption expects.
 func JoinGroup(welcome *Welcome, kp *KeyPackage, priv *KeyPackagePrivate, opts JoinOptions, cfg Config) (*Group, error) {
 	cs := welcome.CipherSuite
 	if !cs.Supported() {
@@ -36,6 +138,9 @@ func JoinGroup(welcome *Welcome, kp *KeyPackage, priv *KeyPackagePrivate, opts J
 	if err != nil {
 		return nil, err
 	}
+	if err := opts.Resumption.checkPSKs(gs.PSKs, opts.ResumptionPSK != nil); err != nil {
+		return nil, err
+	}
 	pskSecret, err := joinPSKSecret(cs, &cfg, opts, gs.PSKs)
 	if err != nil {
 		return nil, err
@@ -48,6 +153,9 @@ func JoinGroup(welcome *Welcome, kp *KeyPackage, priv *KeyPackagePrivate, opts J
 	}
 	if gi.GroupContext.CipherSuite != cs || gi.GroupContext.Version != ProtocolVersionMLS10 {
 		return nil, errors.New("mls: group info does not match the welcome's cipher suite")
+	}
+	if err := opts.Resumption.checkGroup(&gi.GroupContext); err != nil {
+		return nil, err
 	}
 	g := &Group{cfg: cfg, ctx: gi.GroupContext, sigKey: priv.SignatureKey, resumption: map[uint64][]byte{}, active: true}
 	if err := g.adoptTree(gi, opts.RatchetTree); err != nil {
@@ -147,7 +255,8 @@ type ExternalJoinOptions struct {
 	RatchetTree []byte
 	// RemovePrior removes this client's earlier leaf (resynchronisation, RFC 9420 §12.4.3.2).
 	RemovePrior *LeafIndex
-	// PSKs to inject (external PSKs, resolved through Config.ExternalPSK).
+	// PSKs to inject (external PSKs, resolved through Config.ExternalPSK). A missing
+	// PSKNonce is drawn fresh from Config.Rand, as ProposePSK does.
 	PSKs []PreSharedKeyID
 	// AuthenticatedData of the commit.
 	AuthenticatedData []byte
@@ -196,8 +305,14 @@ func ExternalJoin(gi *GroupInfo, cred Credential, sigKey *SignaturePrivateKey, o
 		}
 		proposals = append(proposals, &Proposal{Type: ProposalTypeRemove, Remove: &Remove{Removed: *opts.RemovePrior}})
 	}
-	for i := range opts.PSKs {
-		proposals = append(proposals, &Proposal{Type: ProposalTypePSK, PreSharedKey: &PreSharedKey{PSK: opts.PSKs[i]}})
+	for _, id := range opts.PSKs {
+		if len(id.PSKNonce) == 0 {
+			id.PSKNonce = make([]byte, cs.Nh())
+			if _, err := io.ReadFull(cfg.rand(), id.PSKNonce); err != nil {
+				return nil, nil, err
+			}
+		}
+		proposals = append(proposals, &Proposal{Type: ProposalTypePSK, PreSharedKey: &PreSharedKey{PSK: id}})
 	}
 	commit := &Commit{}
 	var list []cachedProposal

@@ -286,6 +286,211 @@ func (g *Group) applyProposals(list []cachedProposal, committer Sender) (*applie
 	return a, nil
 }
 
+// namedProposals looks up, for a commit by this member (me), the cached proposals
+// refs names, in that order. A name of this member's own Update is left out, and
+// ownUpdate reports it: the commit's path replaces it (RFC 9420 §12.2).
+func (g *Group) namedProposals(refs []ProposalRef, me Sender) (list []cachedProposal, ownUpdate bool, err error) {
+	named := make(map[string]bool, len(refs))
+	for i, ref := range refs {
+		if named[string(ref)] {
+			return nil, false, fmt.Errorf("mls: CommitOptions.ProposalRefs[%d] names a proposal twice", i)
+		}
+		named[string(ref)] = true
+		cp, ok := g.cachedProposal(ref)
+		if !ok {
+			return nil, false, fmt.Errorf("%w: CommitOptions.ProposalRefs[%d]", ErrUnknownProposal, i)
+		}
+		if cp.proposal.Type == ProposalTypeUpdate && cp.sender == me {
+			ownUpdate = true
+			continue
+		}
+		list = append(list, cp)
+	}
+	return list, ownUpdate, nil
+}
+
+// cachedProposal returns the proposal of this epoch's cache with the given reference.
+func (g *Group) cachedProposal(ref ProposalRef) (cachedProposal, bool) {
+	for _, cp := range g.proposals {
+		if equalBytes(cp.ref, ref) {
+			return cp, true
+		}
+	}
+	return cachedProposal{}, false
+}
+
+// validCachedProposals chooses, for a commit by this member (me) that also carries
+// byValue, the cached proposals to commit by reference, in cache order: every one
+// that is valid on its own and alongside the others. RFC 9420 §12.2 has the committer
+// leave the rest out rather than fail, so a proposal that was valid when it arrived
+// but conflicts with another cannot block the group:
+//
+//   - this member's own Updates are left out (ownUpdate reports one): the commit's
+//     path replaces them;
+//   - a proposal that no longer passes validateProposal is left out (a KeyPackage
+//     or credential that expired since, for example);
+//   - a Remove of this member, or of a leaf another Remove already removes, is left out;
+//   - of Updates of one leaf, only the most recent is kept, and none when the leaf
+//     is removed;
+//   - of Adds of one client (one signature key), only the first is kept, and none
+//     when the client is in the group and not removed, or its keys are a member's;
+//   - of PSK proposals of one PreSharedKeyID, only the first is kept, and none that
+//     this member cannot resolve;
+//   - of GroupContextExtensions, only the first is kept, and none when byValue adds
+//     a client that does not support it; Adds and Updates of leaves that do not
+//     support the new extensions are left out;
+//   - a ReInit is kept only when nothing else is committed, the first one then.
+//
+// byValue proposals always win over cached ones; those that are invalid together
+// are left for applyProposals to refuse, since the caller asked for them.
+func (g *Group) validCachedProposals(byValue []*Proposal, me Sender) (list []cachedProposal, ownUpdate bool) {
+	cs := g.ctx.CipherSuite
+	keep := make([]bool, len(g.proposals))
+	valid := make([]bool, len(g.proposals))
+	for i, cp := range g.proposals {
+		if cp.proposal.Type == ProposalTypeUpdate && cp.sender == me {
+			ownUpdate = true
+			continue
+		}
+		valid[i] = g.validateProposal(cp.proposal, cp.sender, false) == nil
+	}
+	of := func(t ProposalType) func(yield func(int, cachedProposal) bool) {
+		return func(yield func(int, cachedProposal) bool) {
+			for i, cp := range g.proposals {
+				if valid[i] && cp.proposal.Type == t && !yield(i, cp) {
+					return
+				}
+			}
+		}
+	}
+
+	// What byValue takes first.
+	removed := map[LeafIndex]bool{}
+	clients := map[string]bool{} // signature keys of added clients
+	var (
+		psks     []PreSharedKeyID
+		exts     *Extensions
+		addLeafs []*LeafNode
+	)
+	for _, p := range byValue {
+		switch p.Type {
+		case ProposalTypeRemove:
+			removed[p.Remove.Removed] = true
+		case ProposalTypeAdd:
+			clients[string(p.Add.KeyPackage.LeafNode.SignatureKey)] = true
+			addLeafs = append(addLeafs, &p.Add.KeyPackage.LeafNode)
+		case ProposalTypePSK:
+			psks = append(psks, p.PreSharedKey.PSK)
+		case ProposalTypeGroupContextExtensions:
+			exts = &p.GroupContextExtensions.Extensions
+		}
+	}
+
+	// Removes (RFC 9420 §12.2: a Remove wins over Updates of the same leaf).
+	for i, cp := range of(ProposalTypeRemove) {
+		r := cp.proposal.Remove.Removed
+		if r == me.LeafIndex || removed[r] {
+			continue
+		}
+		removed[r] = true
+		keep[i] = true
+	}
+	// GroupContextExtensions: the first that every leaf byValue adds supports.
+	if exts == nil {
+	nextGCE:
+		for i, cp := range of(ProposalTypeGroupContextExtensions) {
+			e := cp.proposal.GroupContextExtensions.Extensions
+			req, err := requiredCapabilities(e)
+			if err != nil {
+				continue
+			}
+			for _, l := range addLeafs {
+				if leafSupports(l, e, req) != nil {
+					continue nextGCE
+				}
+			}
+			exts = &cp.proposal.GroupContextExtensions.Extensions
+			keep[i] = true
+			break
+		}
+	}
+	supports := func(*LeafNode) bool { return true } // validateProposal checked the current extensions
+	if exts != nil {
+		req, err := requiredCapabilities(*exts)
+		supports = func(l *LeafNode) bool { return err == nil && leafSupports(l, *exts, req) == nil }
+	}
+	// Updates: the most recent of each leaf that stays.
+	updated := map[LeafIndex]*LeafNode{}
+	for i := len(g.proposals) - 1; i >= 0; i-- {
+		cp := g.proposals[i]
+		if !valid[i] || cp.proposal.Type != ProposalTypeUpdate {
+			continue
+		}
+		leaf, l := cp.sender.LeafIndex, &cp.proposal.Update.LeafNode
+		if removed[leaf] || updated[leaf] != nil || !supports(l) {
+			continue
+		}
+		updated[leaf] = l
+		keep[i] = true
+	}
+	// Adds: one per client, of clients not in the group once removes and updates apply.
+nextAdd:
+	for i, cp := range of(ProposalTypeAdd) {
+		kp := &cp.proposal.Add.KeyPackage
+		if clients[string(kp.LeafNode.SignatureKey)] || !supports(&kp.LeafNode) {
+			continue
+		}
+		for j := uint32(0); j < g.tree.leafCount(); j++ {
+			leaf := LeafIndex(j)
+			l := g.tree.leaf(leaf)
+			if l == nil || removed[leaf] {
+				continue
+			}
+			if u := updated[leaf]; u != nil {
+				l = u
+			}
+			if equalBytes(l.SignatureKey, kp.LeafNode.SignatureKey) ||
+				equalBytes(l.EncryptionKey, kp.LeafNode.EncryptionKey) || equalBytes(l.EncryptionKey, kp.InitKey) {
+				continue nextAdd
+			}
+		}
+		clients[string(kp.LeafNode.SignatureKey)] = true
+		keep[i] = true
+	}
+	// PSKs: each PreSharedKeyID once, and only those this member holds.
+nextPSK:
+	for i, cp := range of(ProposalTypePSK) {
+		id := cp.proposal.PreSharedKey.PSK
+		for j := range psks {
+			if psks[j].equal(&id) {
+				continue nextPSK
+			}
+		}
+		if _, err := resolvePSKs(cs, &g.cfg, g.ctx.GroupID, g.resumption, g.resumedFrom, []PreSharedKeyID{id}); err != nil {
+			continue
+		}
+		psks = append(psks, id)
+		keep[i] = true
+	}
+	// ReInit: only alone (RFC 9420 §12.2).
+	alone := len(byValue) == 0
+	for _, k := range keep {
+		alone = alone && !k
+	}
+	if alone {
+		for i := range of(ProposalTypeReInit) {
+			keep[i] = true
+			break
+		}
+	}
+	for i, cp := range g.proposals {
+		if keep[i] {
+			list = append(list, cp)
+		}
+	}
+	return list, ownUpdate
+}
+
 // resolveProposals turns a commit's ProposalOrRef list into proposals with their
 // senders: references are looked up in this epoch's cache (RFC 9420 §12.4).
 func (g *Group) resolveProposals(c *Commit, committer Sender) ([]cachedProposal, error) {
@@ -301,17 +506,11 @@ func (g *Group) resolveProposals(c *Commit, committer Sender) ([]cachedProposal,
 			if committer.Type != SenderTypeMember {
 				return nil, proposalError("external commit refers to a cached proposal")
 			}
-			found := false
-			for _, cp := range g.proposals {
-				if equalBytes(cp.ref, por.Reference) {
-					out = append(out, cp)
-					found = true
-					break
-				}
-			}
-			if !found {
+			cp, ok := g.cachedProposal(por.Reference)
+			if !ok {
 				return nil, proposalError("commit refers to an unknown proposal")
 			}
+			out = append(out, cp)
 		default:
 			return nil, errors.New("mls: unknown ProposalOrRef type")
 		}

@@ -9,14 +9,9 @@ import (
 )
 
 // What the MLS working group's interop harness needs beyond the rest of the
-// Group API: per-call control of the ratchet tree in Welcome and GroupInfo,
-// the tree of a pending commit, a look at a tree received out of band, single
-// ExternalSender encoding, and starting a group from a ReInit or a branch.
-
-// SetOmitRatchetTree changes Config.OmitRatchetTree for g and the epochs that
-// follow it: whether Commit's Welcome and GroupInfo, and GroupInfo, carry the
-// ratchet_tree extension. Like every Group method it is not safe for concurrent use.
-func (g *Group) SetOmitRatchetTree(omit bool) { g.cfg.OmitRatchetTree = omit }
+// Group API: the tree of a pending commit, a look at a tree received out of
+// band, single ExternalSender encoding, and starting a group from a ReInit or a
+// branch.
 
 // PendingRatchetTree returns the ratchet_tree extension data of the epoch this
 // member's pending commit leads to, for giving to joiners out of band; ok is false
@@ -78,7 +73,8 @@ func (r *resumedPSK) matches(id *PreSharedKeyID) bool {
 // first commit adds kps and injects the resumption PSK (usage reinit) of g's last
 // epoch. cred and sigKey are this member's, for the new cipher suite. The returned
 // group is in epoch 1; the result's Welcome is for the new members, who join with
-// JoinOptions.ResumptionPSK returning g's ResumptionPSK.
+// JoinOptions.ResumptionPSK returning g's ResumptionPSK and JoinOptions.Resumption
+// expecting usage reinit, g's group ID and epoch, and g's PendingReInit.
 func (g *Group) ReInitGroup(cred Credential, sigKey *SignaturePrivateKey, kps []*KeyPackage, opts CommitOptions, cfg Config) (*Group, *CommitResult, error) {
 	r := g.reinit
 	if r == nil {
@@ -95,7 +91,8 @@ func (g *Group) ReInitGroup(cred Credential, sigKey *SignaturePrivateKey, kps []
 // cipher suite, with this member's credential and signature key, whose first commit
 // adds kps and injects the resumption PSK (usage branch) of g's current epoch. The
 // returned group is in epoch 1; the new members join from the result's Welcome with
-// JoinOptions.ResumptionPSK returning g's ResumptionPSK.
+// JoinOptions.ResumptionPSK returning g's ResumptionPSK and JoinOptions.Resumption
+// expecting usage branch, g's group ID, epoch and cipher suite.
 func (g *Group) Branch(groupID GroupID, kps []*KeyPackage, create CreateOptions, opts CommitOptions, cfg Config) (*Group, *CommitResult, error) {
 	if err := g.checkActive(); err != nil {
 		return nil, nil, err

@@ -25,8 +25,8 @@ func (s *Server) AddProposal(_ context.Context, req *pb.AddProposalRequest) (*pb
 	if err != nil {
 		return nil, err
 	}
-	msg, _, err := st.group.ProposeAdd(kp, nil)
-	return st.propose(msg, err)
+	msg, ref, err := st.group.ProposeAdd(kp, nil)
+	return st.propose(msg, ref, err)
 }
 
 // UpdateProposal proposes new leaf keys for this member.
@@ -37,8 +37,8 @@ func (s *Server) UpdateProposal(_ context.Context, req *pb.UpdateProposalRequest
 	if err != nil {
 		return nil, err
 	}
-	msg, _, err := st.group.ProposeUpdate(nil)
-	return st.propose(msg, err)
+	msg, ref, err := st.group.ProposeUpdate(nil)
+	return st.propose(msg, ref, err)
 }
 
 // RemoveProposal proposes removing the member with the given identity.
@@ -53,8 +53,8 @@ func (s *Server) RemoveProposal(_ context.Context, req *pb.RemoveProposalRequest
 	if err != nil {
 		return nil, err
 	}
-	msg, _, err := st.group.ProposeRemove(leaf, nil)
-	return st.propose(msg, err)
+	msg, ref, err := st.group.ProposeRemove(leaf, nil)
+	return st.propose(msg, ref, err)
 }
 
 // ExternalPSKProposal proposes injecting an external PSK.
@@ -65,8 +65,8 @@ func (s *Server) ExternalPSKProposal(_ context.Context, req *pb.ExternalPSKPropo
 	if err != nil {
 		return nil, err
 	}
-	msg, _, err := st.group.ProposePSK(mls.PreSharedKeyID{PSKType: mls.PSKTypeExternal, PSKID: req.GetPskId()}, nil)
-	return st.propose(msg, err)
+	msg, ref, err := st.group.ProposePSK(mls.PreSharedKeyID{PSKType: mls.PSKTypeExternal, PSKID: req.GetPskId()}, nil)
+	return st.propose(msg, ref, err)
 }
 
 // ResumptionPSKProposal proposes injecting the resumption PSK of an earlier epoch.
@@ -77,13 +77,13 @@ func (s *Server) ResumptionPSKProposal(_ context.Context, req *pb.ResumptionPSKP
 	if err != nil {
 		return nil, err
 	}
-	msg, _, err := st.group.ProposePSK(mls.PreSharedKeyID{
+	msg, ref, err := st.group.ProposePSK(mls.PreSharedKeyID{
 		PSKType:    mls.PSKTypeResumption,
 		Usage:      mls.ResumptionPSKUsageApplication,
 		PSKGroupID: st.group.GroupID(),
 		PSKEpoch:   req.GetEpochId(),
 	}, nil)
-	return st.propose(msg, err)
+	return st.propose(msg, ref, err)
 }
 
 // GroupContextExtensionsProposal proposes new group context extensions.
@@ -98,8 +98,8 @@ func (s *Server) GroupContextExtensionsProposal(_ context.Context, req *pb.Group
 	if err != nil {
 		return nil, err
 	}
-	msg, _, err := st.group.ProposeGroupContextExtensions(exts, nil)
-	return st.propose(msg, err)
+	msg, ref, err := st.group.ProposeGroupContextExtensions(exts, nil)
+	return st.propose(msg, ref, err)
 }
 
 // ReInitProposal proposes reinitializing the group.
@@ -114,8 +114,8 @@ func (s *Server) ReInitProposal(_ context.Context, req *pb.ReInitProposalRequest
 	if err != nil {
 		return nil, err
 	}
-	msg, _, err := st.group.ProposeReInit(*r, nil)
-	return st.propose(msg, err)
+	msg, ref, err := st.group.ProposeReInit(*r, nil)
+	return st.propose(msg, ref, err)
 }
 
 func reInit(groupID []byte, suite uint32, exts []*pb.Extension) (*mls.ReInit, error) {
@@ -189,11 +189,9 @@ func (s *Server) proposal(d *pb.ProposalDescription, scope proposalScope) (*mls.
 
 // --- RPCs: commits ---
 
-// Commit commits the given proposals (which this member caches first if it has
-// not yet) and the described ones by value. mls.Group.Commit commits every
-// proposal cached in the epoch, so one cached but not named is committed too;
-// the runner's scenarios always name them all. The group stays in its epoch
-// until HandlePendingCommit.
+// Commit commits the given proposals by reference (which this member caches
+// first if it has not yet), and no other cached one, and the described ones by
+// value. The group stays in its epoch until HandlePendingCommit.
 func (s *Server) Commit(_ context.Context, req *pb.CommitRequest) (*pb.CommitResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -208,12 +206,13 @@ func (s *Server) commit(req *pb.CommitRequest) (*pb.CommitResponse, error) {
 	if st.group.HasPendingCommit() {
 		return nil, status.Error(codes.FailedPrecondition, "a commit is already pending")
 	}
-	if err := st.receiveProposals(req.GetByReference()); err != nil {
+	refs, err := st.receiveProposals(req.GetByReference())
+	if err != nil {
 		return nil, err
 	}
 	scope := proposalScope{cs: st.group.CipherSuite(), groupID: st.group.GroupID(),
 		members: func() ([]mls.Member, error) { return st.group.Members(), nil }}
-	opts := mls.CommitOptions{ForcePath: req.GetForcePath()}
+	opts := mls.CommitOptions{ProposalRefs: refs, ForcePath: req.GetForcePath(), RatchetTree: new(!req.GetExternalTree())}
 	for _, d := range req.GetByValue() {
 		p, err := s.proposal(d, scope)
 		if err != nil {
@@ -221,7 +220,6 @@ func (s *Server) commit(req *pb.CommitRequest) (*pb.CommitResponse, error) {
 		}
 		opts.Proposals = append(opts.Proposals, p)
 	}
-	st.group.SetOmitRatchetTree(req.GetExternalTree())
 	res, err := st.group.Commit(opts)
 	if err != nil {
 		return nil, mlsError(err)
@@ -253,7 +251,7 @@ func (s *Server) handleCommit(req *pb.HandleCommitRequest) (uint32, *state, erro
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := st.receiveProposals(req.GetProposal()); err != nil {
+	if _, err := st.receiveProposals(req.GetProposal()); err != nil {
 		return 0, nil, err
 	}
 	msg, err := parseMessage(req.GetCommit(), 0)

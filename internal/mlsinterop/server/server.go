@@ -101,9 +101,10 @@ type state struct {
 	// past holds this member's view of earlier epochs, oldest first, only to
 	// decrypt delayed application messages.
 	past []*mls.Group
-	// seen holds the proposals (as sent) already cached in epoch seenEpoch, so
-	// that a proposal handed over twice, or back to its sender, is cached once.
-	seen      map[string]bool
+	// seen holds the proposals (as sent) already cached in epoch seenEpoch, with
+	// their references, so that a proposal handed over twice, or back to its
+	// sender, is cached once.
+	seen      map[string]mls.ProposalRef
 	seenEpoch uint64
 }
 
@@ -180,7 +181,8 @@ func mlsError(err error) error {
 		return err
 	}
 	switch {
-	case errors.Is(err, mls.ErrPendingCommit), errors.Is(err, mls.ErrInactive), errors.Is(err, mls.ErrWrongEpoch):
+	case errors.Is(err, mls.ErrPendingCommit), errors.Is(err, mls.ErrNoPendingCommit),
+		errors.Is(err, mls.ErrInactive), errors.Is(err, mls.ErrWrongEpoch):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	}
 	return status.Error(codes.InvalidArgument, err.Error())
@@ -366,47 +368,61 @@ func (st *state) keep(old *mls.Group) {
 	}
 }
 
-func (st *state) markSeen(msg []byte) {
+func (st *state) markSeen(msg []byte, ref mls.ProposalRef) {
 	if st.seen == nil || st.seenEpoch != st.group.Epoch() {
-		st.seen = map[string]bool{}
+		st.seen = map[string]mls.ProposalRef{}
 		st.seenEpoch = st.group.Epoch()
 	}
-	st.seen[string(msg)] = true
+	st.seen[string(msg)] = ref
 }
 
-func (st *state) wasSeen(msg []byte) bool {
-	return st.seenEpoch == st.group.Epoch() && st.seen[string(msg)]
+// seenRef returns the reference of a proposal already cached in this epoch.
+func (st *state) seenRef(msg []byte) (mls.ProposalRef, bool) {
+	if st.seenEpoch != st.group.Epoch() {
+		return nil, false
+	}
+	ref, ok := st.seen[string(msg)]
+	return ref, ok
 }
 
 // receiveProposals caches proposals sent by others, skipping those already
-// cached (including this member's own).
-func (st *state) receiveProposals(msgs [][]byte) error {
+// cached (including this member's own), and returns the references of all of
+// them, each once, in order.
+func (st *state) receiveProposals(msgs [][]byte) ([]mls.ProposalRef, error) {
+	refs := make([]mls.ProposalRef, 0, len(msgs))
+	listed := map[string]bool{}
 	for _, data := range msgs {
-		if st.wasSeen(data) {
-			continue
+		ref, ok := st.seenRef(data)
+		if !ok {
+			msg, err := parseMessage(data, 0)
+			if err != nil {
+				return nil, err
+			}
+			if ct := contentType(msg); ct != mls.ContentTypeProposal {
+				return nil, invalid("message handed over as a proposal has content type %d", ct)
+			}
+			r, err := st.group.Process(msg)
+			if err != nil {
+				return nil, mlsError(fmt.Errorf("proposal: %w", err))
+			}
+			ref = r.ProposalRef
+			st.markSeen(data, ref)
 		}
-		msg, err := parseMessage(data, 0)
-		if err != nil {
-			return err
+		if !listed[string(ref)] {
+			listed[string(ref)] = true
+			refs = append(refs, ref)
 		}
-		if ct := contentType(msg); ct != mls.ContentTypeProposal {
-			return invalid("message handed over as a proposal has content type %d", ct)
-		}
-		if _, err := st.group.Process(msg); err != nil {
-			return mlsError(fmt.Errorf("proposal: %w", err))
-		}
-		st.markSeen(data)
 	}
-	return nil
+	return refs, nil
 }
 
 // propose caches and returns a proposal of this member.
-func (st *state) propose(msg *mls.MLSMessage, err error) (*pb.ProposalResponse, error) {
+func (st *state) propose(msg *mls.MLSMessage, ref mls.ProposalRef, err error) (*pb.ProposalResponse, error) {
 	if err != nil {
 		return nil, mlsError(err)
 	}
 	data := msg.Bytes()
-	st.markSeen(data)
+	st.markSeen(data, ref)
 	return &pb.ProposalResponse{Proposal: data}, nil
 }
 
@@ -524,12 +540,8 @@ func (s *Server) ExternalJoin(_ context.Context, req *pb.ExternalJoinRequest) (*
 	opts := mls.ExternalJoinOptions{RatchetTree: optionalTree(req.GetRatchetTree())}
 	psks := pskStore{}
 	for _, p := range req.GetPsks() {
-		nonce, err := s.nonce(cs)
-		if err != nil {
-			return nil, err
-		}
 		psks[string(p.GetPskId())] = p.GetPskSecret()
-		opts.PSKs = append(opts.PSKs, mls.PreSharedKeyID{PSKType: mls.PSKTypeExternal, PSKID: p.GetPskId(), PSKNonce: nonce})
+		opts.PSKs = append(opts.PSKs, mls.PreSharedKeyID{PSKType: mls.PSKTypeExternal, PSKID: p.GetPskId()})
 	}
 	if req.GetRemovePrior() {
 		members, err := treeMembers(gi, req.GetRatchetTree())
@@ -561,8 +573,7 @@ func (s *Server) GroupInfo(_ context.Context, req *pb.GroupInfoRequest) (*pb.Gro
 	if err != nil {
 		return nil, err
 	}
-	st.group.SetOmitRatchetTree(req.GetExternalTree())
-	gi, err := st.group.GroupInfo(true)
+	gi, err := st.group.GroupInfo(mls.GroupInfoOptions{ExternalPub: true, RatchetTree: new(!req.GetExternalTree())})
 	if err != nil {
 		return nil, mlsError(err)
 	}

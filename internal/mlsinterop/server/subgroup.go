@@ -71,10 +71,8 @@ func (s *Server) ReInitWelcome(_ context.Context, req *pb.ReInitWelcomeRequest) 
 	if err != nil {
 		return nil, err
 	}
-	cfg := s.config(ri.encrypt, ri.psks)
-	cfg.OmitRatchetTree = req.GetExternalTree()
 	g, res, err := ri.old.ReInitGroup(mls.NewBasicCredential(ri.identity), ri.priv.SignatureKey, kps,
-		mls.CommitOptions{ForcePath: req.GetForcePath()}, cfg)
+		mls.CommitOptions{ForcePath: req.GetForcePath(), RatchetTree: new(!req.GetExternalTree())}, s.config(ri.encrypt, ri.psks))
 	if err != nil {
 		return nil, mlsError(err)
 	}
@@ -109,12 +107,15 @@ func (s *Server) HandleReInitWelcome(_ context.Context, req *pb.HandleReInitWelc
 	g, err := mls.JoinGroup(w, ri.kp, ri.priv, mls.JoinOptions{
 		RatchetTree:   optionalTree(req.GetRatchetTree()),
 		ResumptionPSK: resumptionFrom(ri.old),
+		Resumption: &mls.ResumptionExpectation{
+			Usage:        mls.ResumptionPSKUsageReinit,
+			PriorGroupID: ri.old.GroupID(),
+			PriorEpoch:   ri.old.Epoch(),
+			ReInit:       ri.old.PendingReInit(),
+		},
 	}, s.config(ri.encrypt, ri.psks))
 	if err != nil {
 		return nil, mlsError(err)
-	}
-	if r := ri.old.PendingReInit(); !bytes.Equal(g.GroupID(), r.GroupID) || g.CipherSuite() != r.CipherSuite {
-		return nil, invalid("the welcome is not for the group the ReInit announced")
 	}
 	delete(s.reinits, req.GetReinitId())
 	id := s.addState(&state{group: g, identity: ri.identity, sigKey: ri.priv.SignatureKey, encrypt: ri.encrypt, psks: ri.psks})
@@ -140,10 +141,8 @@ func (s *Server) CreateBranch(_ context.Context, req *pb.CreateBranchRequest) (*
 		return nil, err
 	}
 	psks := st.psks.clone()
-	cfg := s.config(st.encrypt, psks)
-	cfg.OmitRatchetTree = req.GetExternalTree()
 	g, res, err := st.group.Branch(req.GetGroupId(), kps, mls.CreateOptions{Extensions: exts},
-		mls.CommitOptions{ForcePath: req.GetForcePath()}, cfg)
+		mls.CommitOptions{ForcePath: req.GetForcePath(), RatchetTree: new(!req.GetExternalTree())}, s.config(st.encrypt, psks))
 	if err != nil {
 		return nil, mlsError(err)
 	}
@@ -170,6 +169,12 @@ func (s *Server) HandleBranch(_ context.Context, req *pb.HandleBranchRequest) (*
 	g, err := mls.JoinGroup(w, tx.kp, tx.priv, mls.JoinOptions{
 		RatchetTree:   optionalTree(req.GetRatchetTree()),
 		ResumptionPSK: resumptionFrom(st.group),
+		Resumption: &mls.ResumptionExpectation{
+			Usage:        mls.ResumptionPSKUsageBranch,
+			PriorGroupID: st.group.GroupID(),
+			PriorEpoch:   st.group.Epoch(),
+			CipherSuite:  st.group.CipherSuite(),
+		},
 	}, s.config(st.encrypt, tx.psks))
 	if err != nil {
 		return nil, mlsError(err)
@@ -250,8 +255,8 @@ func (s *Server) AddExternalSigner(_ context.Context, req *pb.AddExternalSignerR
 	}
 	senders = append(senders, sender)
 	exts = exts.With(mls.ExtensionTypeExternalSenders, mls.MarshalExternalSenders(senders))
-	msg, _, err := st.group.ProposeGroupContextExtensions(exts, nil)
-	return st.propose(msg, err)
+	msg, ref, err := st.group.ProposeGroupContextExtensions(exts, nil)
+	return st.propose(msg, ref, err)
 }
 
 // ExternalSignerProposal makes a proposal from an external sender, which finds
