@@ -403,3 +403,37 @@ func TestPastEpochMessages(t *testing.T) {
 		t.Fatalf("message three epochs back: %v", err)
 	}
 }
+
+// TestForgedFrameLosesNothing: a member who holds the group's secret tree forges a
+// frame in another member's name; it is refused, and the genuine message with the
+// same generation is still read.
+func TestForgedFrameLosesNothing(t *testing.T) {
+	ms := newTestGroup(t, MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519, 3)
+	a, b, c := ms[0], ms[1], ms[2]
+	content := &FramedContent{
+		GroupID:         c.g.ctx.GroupID,
+		Epoch:           c.g.ctx.Epoch,
+		Sender:          Sender{Type: SenderTypeMember, LeafIndex: a.g.OwnLeaf()},
+		ContentType:     ContentTypeApplication,
+		ApplicationData: []byte("forged"),
+	}
+	ac, err := signFramedContent(c.cs, c.sig, WireFormatPrivateMessage, content, c.g.ctx.Bytes(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := c.g.encrypt(ac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.g.Process(wire(t, forged)); !errors.Is(err, ErrSignature) {
+		t.Fatalf("forged frame: %v", err)
+	}
+	genuine, err := a.g.Protect([]byte("genuine"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.g.Process(wire(t, genuine))
+	if err != nil || string(r.ApplicationData) != "genuine" {
+		t.Fatalf("genuine message after a forged one: %v", err)
+	}
+}

@@ -254,16 +254,21 @@ func (g *Group) unprotect(msg *MLSMessage) (*AuthenticatedContent, Credential, e
 			}
 			return nil, Credential{}, fmt.Errorf("%w: got %d, group is at %d", ErrWrongEpoch, pm.Epoch, g.ctx.Epoch)
 		}
+		isMember := func(l LeafIndex) bool { return uint32(l) < g.tree.leafCount() && g.tree.leaf(l) != nil }
+		// The signature is checked before the generation's key is spent (only
+		// members send PrivateMessages, so the sender's key is in the tree).
+		verify := func(ac *AuthenticatedContent) error {
+			return verifyFramedContent(cs, g.tree.leaf(ac.Content.Sender.LeafIndex).SignatureKey, ac, g.ctx.Bytes())
+		}
 		var err error
-		ac, err = decryptPrivateMessage(cs, g.secrets, g.epoch.senderDataSecret, pm, func(l LeafIndex) bool {
-			return uint32(l) < g.tree.leafCount() && g.tree.leaf(l) != nil
-		})
+		ac, err = decryptPrivateMessageVerified(cs, g.secrets, g.epoch.senderDataSecret, pm, isMember, verify)
 		if err != nil {
 			return nil, Credential{}, err
 		}
-		if ac.Content.Sender.Type == SenderTypeMember && ac.Content.Sender.LeafIndex == g.myLeaf && ac.Content.ContentType != ContentTypeApplication {
+		if ac.Content.Sender.LeafIndex == g.myLeaf && ac.Content.ContentType != ContentTypeApplication {
 			return nil, Credential{}, ErrOwnMessage
 		}
+		return ac, g.tree.leaf(ac.Content.Sender.LeafIndex).Credential, nil
 	case WireFormatPublicMessage:
 		pub := msg.PublicMessage
 		if !equalBytes(pub.Content.GroupID, g.ctx.GroupID) {
@@ -338,16 +343,15 @@ func (g *Group) unprotect(msg *MLSMessage) (*AuthenticatedContent, Credential, e
 func (g *Group) unprotectPast(past *pastEpoch, pm *PrivateMessage) (*AuthenticatedContent, Credential, error) {
 	cs := g.ctx.CipherSuite
 	isMember := func(l LeafIndex) bool { return uint32(l) < past.tree.leafCount() && past.tree.leaf(l) != nil }
-	ac, err := decryptPrivateMessage(cs, past.secrets, past.senderDataSecret, pm, isMember)
+	verify := func(ac *AuthenticatedContent) error {
+		if ac.Content.ContentType != ContentTypeApplication {
+			return fmt.Errorf("%w: only application messages are read from past epochs", ErrWrongEpoch)
+		}
+		return verifyFramedContent(cs, past.tree.leaf(ac.Content.Sender.LeafIndex).SignatureKey, ac, past.groupContext)
+	}
+	ac, err := decryptPrivateMessageVerified(cs, past.secrets, past.senderDataSecret, pm, isMember, verify)
 	if err != nil {
 		return nil, Credential{}, err
 	}
-	if ac.Content.ContentType != ContentTypeApplication || ac.Content.Sender.Type != SenderTypeMember {
-		return nil, Credential{}, fmt.Errorf("%w: only application messages are read from past epochs", ErrWrongEpoch)
-	}
-	leaf := past.tree.leaf(ac.Content.Sender.LeafIndex)
-	if err := verifyFramedContent(cs, leaf.SignatureKey, ac, past.groupContext); err != nil {
-		return nil, Credential{}, err
-	}
-	return ac, leaf.Credential, nil
+	return ac, past.tree.leaf(ac.Content.Sender.LeafIndex).Credential, nil
 }

@@ -494,6 +494,14 @@ func sealInPlace(cs CipherSuite, key, nonce, aad, pt []byte) ([]byte, error) {
 // that do not authenticate, ErrPadding, ErrUnknownSender, the secret tree's
 // ErrGenerationUsed (a replay) and ErrGenerationOutOfWindow, or wrap ErrDecode.
 func decryptPrivateMessage(cs CipherSuite, st *secretTree, senderDataSecret []byte, pm *PrivateMessage, isMember func(LeafIndex) bool) (*AuthenticatedContent, error) {
+	return decryptPrivateMessageVerified(cs, st, senderDataSecret, pm, isMember, nil)
+}
+
+// decryptPrivateMessageVerified is decryptPrivateMessage with a check of the
+// decrypted content (the sender's signature) before the generation's key is spent:
+// if verify fails, the key is put back, so a frame forged by one member cannot
+// make another member's genuine message unreadable.
+func decryptPrivateMessageVerified(cs CipherSuite, st *secretTree, senderDataSecret []byte, pm *PrivateMessage, isMember func(LeafIndex) bool, verify func(*AuthenticatedContent) error) (*AuthenticatedContent, error) {
 	ct := pm.ContentType
 	switch ct {
 	case ContentTypeApplication, ContentTypeProposal, ContentTypeCommit:
@@ -533,13 +541,13 @@ func decryptPrivateMessage(cs CipherSuite, st *secretTree, senderDataSecret []by
 	}
 	guarded := applyReuseGuard(nonce, sd.ReuseGuard)
 	pt, err := cs.open(key, guarded, aad, pm.Ciphertext)
+	clear(guarded)
+	defer func() {
+		clear(key)
+		clear(nonce)
+	}()
 	if err != nil {
 		st.restore(sd.LeafIndex, ratchetFor(ct), sd.Generation, key, nonce)
-	}
-	clear(key)
-	clear(nonce)
-	clear(guarded)
-	if err != nil {
 		return nil, fmt.Errorf("%w: content", ErrDecrypt)
 	}
 
@@ -555,7 +563,11 @@ func decryptPrivateMessage(cs CipherSuite, st *secretTree, senderDataSecret []by
 	}
 	err = unmarshalPrivateMessageContent(pt, &ac.Content, &ac.Auth)
 	clear(pt)
+	if err == nil && verify != nil {
+		err = verify(ac)
+	}
 	if err != nil {
+		st.restore(sd.LeafIndex, ratchetFor(ct), sd.Generation, key, nonce)
 		return nil, err
 	}
 	return ac, nil
