@@ -104,28 +104,40 @@ func runPassiveCase(t *testing.T, tc *passiveCase) {
 	}
 }
 
-func TestPassiveClientWelcome(t *testing.T) { testPassiveFile(t, "passive-client-welcome.json") }
-
-func TestPassiveClientHandlingCommit(t *testing.T) {
-	testPassiveFile(t, "passive-client-handling-commit.json")
+// passiveRequired are the official passive-client vector files; a missing one fails.
+var passiveRequired = []string{
+	"passive-client-welcome.json",
+	"passive-client-handling-commit.json",
+	"passive-client-random.json",
 }
 
-func TestPassiveClientRandom(t *testing.T) { testPassiveFile(t, "passive-client-random.json") }
-
-// TestPassiveClientInterop runs every passive-client vector file of the interop
-// runner's scenarios, so files dropped into testdata/interop-passive run too.
-func TestPassiveClientInterop(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "interop-passive", "*.json"))
-	if err != nil {
-		t.Fatal(err)
+// TestPassiveClient runs every passive-client vector file: the official ones and
+// the interop runner's (testdata/interop-passive/), and any other file dropped
+// into either place with the same format.
+func TestPassiveClient(t *testing.T) {
+	files := map[string]bool{}
+	for _, name := range passiveRequired {
+		files[name] = true // loadVectors fails the subtest if it is missing
 	}
-	if len(files) == 0 {
-		t.Fatal("no interop passive vectors in testdata/interop-passive")
+	for _, pattern := range []string{"passive-client-*.json", filepath.Join("interop-passive", "*.json")} {
+		matches, err := filepath.Glob(filepath.Join("testdata", pattern))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(pattern, "interop-passive") && len(matches) == 0 {
+			t.Fatal("no interop passive vectors in testdata/interop-passive")
+		}
+		for _, m := range matches {
+			files[strings.TrimPrefix(m, "testdata"+string(filepath.Separator))] = true
+		}
 	}
-	sort.Strings(files)
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".json")
-		t.Run(name, func(t *testing.T) { testPassiveFile(t, filepath.Join("interop-passive", filepath.Base(f))) })
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) { testPassiveFile(t, name) })
 	}
 }
 
