@@ -3,7 +3,10 @@ package mls
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +30,7 @@ func (t *ratchetTree) validate(cs CipherSuite, groupID GroupID, now time.Time) e
 		// has one; an encoding ending with the root would give one.
 		return treeError("right subtree of the root is blank")
 	}
+	nodeErrs := t.checkNodesConcurrently(cs, groupID, now)
 	encKeys := make(map[string]NodeIndex)
 	sigKeys := make(map[string]LeafIndex)
 	var credTypes []CredentialType
@@ -44,7 +48,7 @@ func (t *ratchetTree) validate(cs CipherSuite, groupID GroupID, now time.Time) e
 		}
 		encKeys[key] = x
 		if node.Type == NodeTypeParent {
-			if err := cs.ValidateHPKEPublicKey(node.Parent.EncryptionKey); err != nil {
+			if err := nodeErrs[i]; err != nil {
 				return treeError("parent node %d: %v", x, err)
 			}
 			if err := t.checkUnmerged(x); err != nil {
@@ -57,7 +61,7 @@ func (t *ratchetTree) validate(cs CipherSuite, groupID GroupID, now time.Time) e
 			return treeError("leaves %d and %d have the same signature key", prev, l)
 		}
 		sigKeys[string(node.Leaf.SignatureKey)] = l
-		if err := node.Leaf.validateSelf(cs, groupID, l, now); err != nil {
+		if err := nodeErrs[i]; err != nil {
 			return fmt.Errorf("%w: leaf %d: %w", ErrInvalidTree, l, err)
 		}
 		if !slices.Contains(credTypes, node.Leaf.Credential.Type) {
@@ -105,4 +109,44 @@ func (t *ratchetTree) checkUnmerged(x NodeIndex) error {
 		}
 	}
 	return nil
+}
+
+// checkNodesConcurrently runs the costly checks of every node — leaf signatures and
+// key parsing — on all CPUs, since a joiner of a large group verifies one signature
+// per member. It returns each node's error by node index.
+func (t *ratchetTree) checkNodesConcurrently(cs CipherSuite, groupID GroupID, now time.Time) []error {
+	errs := make([]error, len(t.nodes))
+	check := func(i int) {
+		node := t.nodes[i]
+		switch {
+		case node == nil:
+		case node.Type == NodeTypeParent && !NodeIndex(i).isLeaf():
+			errs[i] = cs.ValidateHPKEPublicKey(node.Parent.EncryptionKey)
+		case node.Type == NodeTypeLeaf && NodeIndex(i).isLeaf():
+			l, _ := NodeIndex(i).leafIndex()
+			errs[i] = node.Leaf.validateSelf(cs, groupID, l, now)
+		}
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if workers < 2 || len(t.nodes) < 64 {
+		for i := range t.nodes {
+			check(i)
+		}
+		return errs
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(t.nodes) {
+					return
+				}
+				check(i)
+			}
+		})
+	}
+	wg.Wait()
+	return errs
 }
