@@ -1,6 +1,7 @@
 package mls
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -277,15 +278,7 @@ func (t *secretTree) keyNonce(leaf LeafIndex, ct ratchetType, generation uint32)
 		return nil, nil, err
 	}
 	if generation < r.generation || r.secret == nil {
-		i, found := slices.BinarySearchFunc(r.skipped, generation, func(k skippedKey, g uint32) int {
-			switch {
-			case k.generation < g:
-				return -1
-			case k.generation > g:
-				return 1
-			}
-			return 0
-		})
+		i, found := r.findSkipped(generation)
 		if found {
 			k := r.skipped[i]
 			r.skipped = slices.Delete(r.skipped, i, i+1)
@@ -556,19 +549,18 @@ func (t *secretTree) restore(leaf LeafIndex, ct ratchetType, generation uint32, 
 	if err != nil {
 		return
 	}
-	i, found := slices.BinarySearchFunc(r.skipped, generation, func(k skippedKey, g uint32) int {
-		switch {
-		case k.generation < g:
-			return -1
-		case k.generation > g:
-			return 1
-		}
-		return 0
-	})
+	i, found := r.findSkipped(generation)
 	if found {
 		return
 	}
 	r.skipped = slices.Insert(r.skipped, i, skippedKey{generation: generation,
 		key: append([]byte{}, key...), nonce: append([]byte{}, nonce...)})
 	r.evict(t.maxSkippedKeys)
+}
+
+// findSkipped finds generation among the ratchet's kept keys (sorted by generation).
+func (r *hashRatchet) findSkipped(generation uint32) (int, bool) {
+	return slices.BinarySearchFunc(r.skipped, generation, func(k skippedKey, g uint32) int {
+		return cmp.Compare(k.generation, g)
+	})
 }
