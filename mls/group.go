@@ -14,7 +14,9 @@ import (
 type Config struct {
 	// Rand is the source of every secret the group makes; defaults to crypto/rand.
 	Rand io.Reader
-	// Now is the clock used to check KeyPackage lifetimes; defaults to time.Now.
+	// Now is the clock used to check KeyPackage lifetimes; defaults to time.Now. A
+	// Now that returns the zero time disables lifetime checks (replaying recorded
+	// traffic, such as test vectors, whose KeyPackages have long expired).
 	Now func() time.Time
 	// Validator approves every credential the group is about to accept.
 	Validator CredentialValidator
