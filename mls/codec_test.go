@@ -19,8 +19,10 @@ type deserializationVector struct {
 
 func TestDeserializationVectors(t *testing.T) {
 	cases := loadVectors[deserializationVector](t, "deserialization.json")
+	c := vectorCount{name: "deserialization.json"}
+	defer c.report(t)
 	for _, tc := range cases {
-		t.Run(fmt.Sprintf("%d", tc.Length), func(t *testing.T) {
+		c.run(t, fmt.Sprintf("%d", tc.Length), func(t *testing.T) {
 			s := cryptobyte.String(tc.VLBytesHeader)
 			var n int
 			if !readVarint(&s, &n) {

@@ -139,9 +139,11 @@ func firstDifference(got, want []byte) string {
 
 func TestMessagesVectors(t *testing.T) {
 	cases := loadVectors[messagesVector](t, "messages.json")
+	c := vectorCount{name: "messages.json"}
+	defer c.report(t)
 	for i := range cases {
 		v := &cases[i]
-		t.Run(fmt.Sprint(i), func(t *testing.T) {
+		c.run(t, fmt.Sprint(i), func(t *testing.T) {
 			for _, f := range messageFields {
 				t.Run(f.name, func(t *testing.T) {
 					data := f.get(v)
