@@ -99,31 +99,8 @@ func (g *Group) validateProposal(p *Proposal, sender Sender, inCommit bool) erro
 // validateMemberLeaf checks a leaf node that a member sends for its own leaf (in an
 // Update or a commit's path): RFC 9420 §7.3.
 func (g *Group) validateMemberLeaf(l *LeafNode, leaf LeafIndex) error {
-	cs := g.ctx.CipherSuite
-	if err := l.validateSelf(cs, g.ctx.GroupID, leaf, g.cfg.now()); err != nil {
+	if err := g.validateMemberLeafIn(l, leaf, g.tree, g.ctx.Extensions); err != nil {
 		return err
-	}
-	if err := g.cfg.validate(l.Credential, l.SignatureKey); err != nil {
-		return err
-	}
-	req, err := requiredCapabilities(g.ctx.Extensions)
-	if err != nil {
-		return err
-	}
-	if err := leafSupports(l, g.ctx.Extensions, req); err != nil {
-		return err
-	}
-	for i := uint32(0); i < g.tree.leafCount(); i++ {
-		other := g.tree.leaf(LeafIndex(i))
-		if other == nil || LeafIndex(i) == leaf {
-			continue
-		}
-		if equalBytes(other.SignatureKey, l.SignatureKey) {
-			return leafNodeError("signature key already used by leaf %d", i)
-		}
-		if equalBytes(other.EncryptionKey, l.EncryptionKey) {
-			return leafNodeError("encryption key already used by leaf %d", i)
-		}
 	}
 	if cur := g.tree.leaf(leaf); cur != nil && equalBytes(cur.EncryptionKey, l.EncryptionKey) {
 		return leafNodeError("encryption key not renewed")

@@ -74,18 +74,6 @@ func (p *pastEpoch) marshal(b *cryptobyte.Builder) {
 
 func (p *pastEpoch) unmarshal(s *cryptobyte.String) bool {
 	p.secrets = new(secretTree)
-	var tree cryptobyte.String
-	if !s.ReadUint64(&p.epoch) || !readOpaque(s, &p.groupContext) || !readOpaque(s, &p.senderDataSecret) ||
-		!p.secrets.unmarshal(s) || !readVector(s, &tree) {
-		return false
-	}
-	// Re-parse the tree from its own encoding with the extension decoder.
-	var b cryptobyte.Builder
-	addOpaque(&b, tree)
-	t, err := unmarshalRatchetTree(b.BytesOrPanic())
-	if err != nil {
-		return false
-	}
-	p.tree = t
-	return true
+	return s.ReadUint64(&p.epoch) && readOpaque(s, &p.groupContext) && readOpaque(s, &p.senderDataSecret) &&
+		p.secrets.unmarshal(s) && readRatchetTree(s, &p.tree)
 }

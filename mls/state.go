@@ -88,10 +88,10 @@ func (g *Group) MarshalState() ([]byte, error) {
 func LoadGroup(data []byte, cfg Config) (*Group, error) {
 	g := &Group{cfg: cfg, resumption: map[uint64][]byte{}}
 	var (
-		treeData, sigKey, keys []byte
-		reinit                 Proposal
-		hasReinit              bool
-		secretTreeOK           bool
+		sigKey, keys []byte
+		reinit       Proposal
+		hasReinit    bool
+		secretTreeOK bool
 	)
 	g.epoch = new(epochSecrets)
 	g.secrets = new(secretTree)
@@ -102,14 +102,7 @@ func LoadGroup(data []byte, cfg Config) (*Group, error) {
 			!s.ReadUint16(&version) || version != stateVersion || !g.ctx.unmarshal(s) || !g.ctx.CipherSuite.Supported() {
 			return false
 		}
-		// The tree is re-parsed from its own bytes to reuse the extension decoder.
-		start := len(*s)
-		var tree cryptobyte.String
-		if !readVector(s, &tree) {
-			return false
-		}
-		treeData = data[len(data)-start : len(data)-len(*s)]
-		if !s.ReadUint32((*uint32)(&g.myLeaf)) || !readOpaque(s, &sigKey) || !readOpaque(s, &keys) ||
+		if !readRatchetTree(s, &g.tree) || !s.ReadUint32((*uint32)(&g.myLeaf)) || !readOpaque(s, &sigKey) || !readOpaque(s, &keys) ||
 			!g.epoch.unmarshal(s, g.ctx.CipherSuite) {
 			return false
 		}
@@ -157,9 +150,6 @@ func LoadGroup(data []byte, cfg Config) (*Group, error) {
 		return nil, ErrState
 	}
 	cs := g.ctx.CipherSuite
-	if g.tree, err = unmarshalRatchetTree(treeData); err != nil {
-		return nil, ErrState
-	}
 	if !equalBytes(g.tree.treeHash(cs), g.ctx.TreeHash) {
 		return nil, ErrState
 	}
@@ -176,4 +166,20 @@ func LoadGroup(data []byte, cfg Config) (*Group, error) {
 		g.reinit = reinit.ReInit
 	}
 	return g, nil
+}
+
+// readRatchetTree reads a tree stored by (*ratchetTree).marshal inside a larger
+// structure, through the ratchet_tree extension decoder and its checks.
+func readRatchetTree(s *cryptobyte.String, t **ratchetTree) bool {
+	start := *s
+	var body cryptobyte.String
+	if !readVector(s, &body) {
+		return false
+	}
+	tree, err := unmarshalRatchetTree(start[:len(start)-len(*s)])
+	if err != nil {
+		return false
+	}
+	*t = tree
+	return true
 }
