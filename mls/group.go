@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -316,13 +317,9 @@ func (g *Group) startEpoch() {
 // checkGroupExtensions checks that every member of tree supports the group context
 // extensions exts and any required_capabilities among them (RFC 9420 §11.1, §12.1.7).
 func (g *Group) checkGroupExtensions(exts Extensions, tree *ratchetTree) error {
-	var req *RequiredCapabilities
-	if data, ok := exts.Find(ExtensionTypeRequiredCapabilities); ok {
-		r, err := UnmarshalRequiredCapabilities(data)
-		if err != nil {
-			return err
-		}
-		req = &r
+	req, err := requiredCapabilities(exts)
+	if err != nil {
+		return err
 	}
 	if data, ok := exts.Find(ExtensionTypeExternalSenders); ok {
 		senders, err := UnmarshalExternalSenders(data)
@@ -369,11 +366,7 @@ func leafSupports(l *LeafNode, exts Extensions, req *RequiredCapabilities) error
 		}
 	}
 	for _, t := range req.CredentialTypes {
-		found := false
-		for _, c := range l.Capabilities.Credentials {
-			found = found || c == t
-		}
-		if !found {
+		if !slices.Contains(l.Capabilities.Credentials, t) {
 			return fmt.Errorf("%w: does not support required credential %d", ErrInvalidLeafNode, t)
 		}
 	}

@@ -78,6 +78,7 @@ type suiteParams struct {
 	newAEAD  func(key []byte) (cipher.AEAD, error)
 	sig      signatureScheme
 	curve    elliptic.Curve // for ECDSA schemes
+	nh       int            // Nh, the hash's output size: 0 here, set once in suites
 }
 
 func newAESGCM(key []byte) (cipher.AEAD, error) {
@@ -88,22 +89,23 @@ func newAESGCM(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
-func (cs CipherSuite) params() (*suiteParams, error) {
+// buildSuiteParams assembles the primitives of cs; suites holds the results.
+func buildSuiteParams(cs CipherSuite) (*suiteParams, error) {
 	switch cs {
 	case MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519:
-		return &suiteParams{hpke.DHKEM(ecdh.X25519()), hpke.HKDFSHA256(), hpke.AES128GCM(), sha256.New, 16, newAESGCM, ed25519Scheme, nil}, nil
+		return &suiteParams{hpke.DHKEM(ecdh.X25519()), hpke.HKDFSHA256(), hpke.AES128GCM(), sha256.New, 16, newAESGCM, ed25519Scheme, nil, 0}, nil
 	case MLS_128_DHKEMP256_AES128GCM_SHA256_P256:
-		return &suiteParams{hpke.DHKEM(ecdh.P256()), hpke.HKDFSHA256(), hpke.AES128GCM(), sha256.New, 16, newAESGCM, ecdsa_secp256r1_sha256, elliptic.P256()}, nil
+		return &suiteParams{hpke.DHKEM(ecdh.P256()), hpke.HKDFSHA256(), hpke.AES128GCM(), sha256.New, 16, newAESGCM, ecdsa_secp256r1_sha256, elliptic.P256(), 0}, nil
 	case MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519:
-		return &suiteParams{hpke.DHKEM(ecdh.X25519()), hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), sha256.New, 32, chacha20poly1305.New, ed25519Scheme, nil}, nil
+		return &suiteParams{hpke.DHKEM(ecdh.X25519()), hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), sha256.New, 32, chacha20poly1305.New, ed25519Scheme, nil, 0}, nil
 	case MLS_256_DHKEMP521_AES256GCM_SHA512_P521:
-		return &suiteParams{hpke.DHKEM(ecdh.P521()), hpke.HKDFSHA512(), hpke.AES256GCM(), sha512.New, 32, newAESGCM, ecdsa_secp521r1_sha512, elliptic.P521()}, nil
+		return &suiteParams{hpke.DHKEM(ecdh.P521()), hpke.HKDFSHA512(), hpke.AES256GCM(), sha512.New, 32, newAESGCM, ecdsa_secp521r1_sha512, elliptic.P521(), 0}, nil
 	case MLS_256_DHKEMP384_AES256GCM_SHA384_P384:
-		return &suiteParams{hpke.DHKEM(ecdh.P384()), hpke.HKDFSHA384(), hpke.AES256GCM(), sha512.New384, 32, newAESGCM, ecdsa_secp384r1_sha384, elliptic.P384()}, nil
+		return &suiteParams{hpke.DHKEM(ecdh.P384()), hpke.HKDFSHA384(), hpke.AES256GCM(), sha512.New384, 32, newAESGCM, ecdsa_secp384r1_sha384, elliptic.P384(), 0}, nil
 	case MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519:
-		return &suiteParams{hpke.MLKEM768X25519(), hpke.HKDFSHA256(), hpke.AES128GCM(), sha256.New, 16, newAESGCM, ed25519Scheme, nil}, nil
+		return &suiteParams{hpke.MLKEM768X25519(), hpke.HKDFSHA256(), hpke.AES128GCM(), sha256.New, 16, newAESGCM, ed25519Scheme, nil, 0}, nil
 	case MLS_192_MLKEM1024P384_AES256GCM_SHA384_P384:
-		return &suiteParams{hpke.MLKEM1024P384(), hpke.HKDFSHA384(), hpke.AES256GCM(), sha512.New384, 32, newAESGCM, ecdsa_secp384r1_sha384, elliptic.P384()}, nil
+		return &suiteParams{hpke.MLKEM1024P384(), hpke.HKDFSHA384(), hpke.AES256GCM(), sha512.New384, 32, newAESGCM, ecdsa_secp384r1_sha384, elliptic.P384(), 0}, nil
 	}
 	return nil, fmt.Errorf("%w: 0x%04x", ErrUnsupportedCipherSuite, uint16(cs))
 }
@@ -112,14 +114,23 @@ func (cs CipherSuite) params() (*suiteParams, error) {
 var suites = func() map[CipherSuite]*suiteParams {
 	m := make(map[CipherSuite]*suiteParams)
 	for _, cs := range SupportedCipherSuites {
-		p, err := cs.params()
+		p, err := buildSuiteParams(cs)
 		if err != nil {
 			panic(err)
 		}
+		p.nh = p.newHash().Size()
 		m[cs] = p
 	}
 	return m
 }()
+
+// params returns the suite's parameters, or ErrUnsupportedCipherSuite.
+func (cs CipherSuite) params() (*suiteParams, error) {
+	if p := suites[cs]; p != nil {
+		return p, nil
+	}
+	return nil, fmt.Errorf("%w: 0x%04x", ErrUnsupportedCipherSuite, uint16(cs))
+}
 
 // Supported reports whether this package implements cs.
 func (cs CipherSuite) Supported() bool { return suites[cs] != nil }
@@ -160,7 +171,7 @@ func (cs CipherSuite) p() *suiteParams {
 }
 
 // Nh is the output size of the suite's hash (and KDF.Nh).
-func (cs CipherSuite) Nh() int { return cs.p().newHash().Size() }
+func (cs CipherSuite) Nh() int { return cs.p().nh }
 
 // Nk is the AEAD key size.
 func (cs CipherSuite) Nk() int { return cs.p().aeadKey }
