@@ -307,20 +307,26 @@ func (a *Authority) Redeem(ticketText string, csrDER []byte) (Issued, error) {
 			id[:], name, role, string(DeviceActive), ms(now), ms(cert.NotBefore), ms(cert.NotAfter), cert.Raw); err != nil {
 			return dbErr(err)
 		}
-		if err := appendToLog(tx, a.key, cert.Raw, &id, "device", now); err != nil {
-			return err
-		}
-		if err := bumpDirectorySeq(tx); err != nil {
-			return err
-		}
-		out = a.issued(id, cert)
-		return nil
+		out, err = a.recordDeviceCertificate(tx, id, cert, now)
+		return err
 	})
 	if err != nil {
 		return Issued{}, err
 	}
 	a.opts.Logger.Info("authority: device enrolled", "device", out.DeviceID.String(), "name", t.Name, "expires", out.NotAfter)
 	return out, nil
+}
+
+// recordDeviceCertificate appends a newly issued device certificate to the log and
+// announces a new directory, within the issuing transaction.
+func (a *Authority) recordDeviceCertificate(tx *sql.Tx, id DeviceID, cert *x509.Certificate, now time.Time) (Issued, error) {
+	if err := appendToLog(tx, a.key, cert.Raw, &id, "device", now); err != nil {
+		return Issued{}, err
+	}
+	if err := bumpDirectorySeq(tx); err != nil {
+		return Issued{}, err
+	}
+	return a.issued(id, cert), nil
 }
 
 func (a *Authority) issued(id DeviceID, cert *x509.Certificate) Issued {
@@ -362,14 +368,8 @@ func (a *Authority) Renew(id DeviceID, csrDER []byte) (Issued, error) {
 			ms(cert.NotBefore), ms(cert.NotAfter), cert.Raw, id[:]); err != nil {
 			return dbErr(err)
 		}
-		if err := appendToLog(tx, a.key, cert.Raw, &id, "device", now); err != nil {
-			return err
-		}
-		if err := bumpDirectorySeq(tx); err != nil {
-			return err
-		}
-		out = a.issued(id, cert)
-		return nil
+		out, err = a.recordDeviceCertificate(tx, id, cert, now)
+		return err
 	})
 	if err != nil {
 		return Issued{}, err
