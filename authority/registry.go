@@ -292,3 +292,14 @@ func (r *Registry) IssuedCertificates() ([][]byte, error) {
 	}
 	return out, dbErr(rows.Err())
 }
+
+// DirectorySequence returns the directory's sequence number, which every enrolment,
+// renewal and revocation increases in the same transaction. The exchange polls it,
+// one small query, to notice changes made by any process on the same state.
+func (r *Registry) DirectorySequence() (uint64, error) {
+	var v int64
+	if err := r.db.QueryRow(`SELECT value FROM meta WHERE key = ?`, metaDirectorySeq).Scan(&v); err != nil {
+		return 0, dbErr(err)
+	}
+	return uint64(v), nil
+}

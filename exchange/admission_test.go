@@ -155,6 +155,9 @@ func (c *client) request(t *testing.T, id uint32, m wire.Message) wire.Message {
 		t.Fatalf("writing %s: %v", m.Type(), err)
 	}
 	gotID, ans, err := c.wc.ReadMessage()
+	for err == nil && gotID == 0 && ans.Type() == wire.TypeDirectoryUpdated {
+		gotID, ans, err = c.wc.ReadMessage() // a push, not the answer
+	}
 	if err != nil {
 		t.Fatalf("reading answer to %s: %v", m.Type(), err)
 	}

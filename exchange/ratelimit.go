@@ -14,15 +14,15 @@ type Rate struct {
 
 func (r Rate) valid() bool { return r.Events > 0 && r.Per > 0 }
 
-// limiter is a token bucket per source: an IPv4 address, or the /64 of an IPv6
-// address (one host usually holds a whole /64). It is safe for concurrent use.
-type limiter struct {
+// limiter is a token bucket per key: a source address for enrolment (see
+// limiterKey), a device for requests. It is safe for concurrent use.
+type limiter[K comparable] struct {
 	rate Rate
 	now  func() time.Time
 
 	mu        sync.Mutex
-	buckets   map[netip.Addr]*bucket // guarded by mu
-	lastPrune time.Time              // guarded by mu
+	buckets   map[K]*bucket // guarded by mu
+	lastPrune time.Time     // guarded by mu
 }
 
 type bucket struct {
@@ -30,10 +30,12 @@ type bucket struct {
 	last   time.Time
 }
 
-func newLimiter(r Rate, now func() time.Time) *limiter {
-	return &limiter{rate: r, now: now, buckets: make(map[netip.Addr]*bucket)}
+func newLimiter[K comparable](r Rate, now func() time.Time) *limiter[K] {
+	return &limiter[K]{rate: r, now: now, buckets: make(map[K]*bucket)}
 }
 
+// limiterKey is the source an enrolment attempt counts against: an IPv4 address,
+// or the /64 of an IPv6 address (one host usually holds a whole /64).
 func limiterKey(ip netip.Addr) netip.Addr {
 	ip = ip.Unmap()
 	if ip.Is6() {
@@ -44,10 +46,9 @@ func limiterKey(ip netip.Addr) netip.Addr {
 	return ip
 }
 
-// allow takes one token from ip's bucket, reporting whether there was one.
-func (l *limiter) allow(ip netip.Addr) bool {
+// allow takes one token from key's bucket, reporting whether there was one.
+func (l *limiter[K]) allow(key K) bool {
 	now := l.now()
-	key := limiterKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if now.Sub(l.lastPrune) > l.rate.Per {

@@ -1,9 +1,24 @@
-// Package exchange is the Mahfooz server that devices connect to. This part is
-// admission: who gets past the TLS handshake, enrolment of new devices, and cutting
-// off revoked ones. Delivery, the mailbox and KeyPackages build on it.
+// Package exchange is the Mahfooz server that devices connect to: admission (who
+// gets past the TLS handshake, enrolment of new devices, cutting off revoked
+// ones), the delivery service (Send, commit sequencing, the mailbox, Deliver,
+// Ack, expiry), KeyPackages, the signed directory and attachment blobs. It
+// speaks the protocol of docs/protocol.md (package wire) and keeps its state in
+// a store.Store (package store/sqlite by default).
+//
+// Start one in a test or a program:
+//
+//	st, _ := sqlite.Open(filepath.Join(home, sqlite.FileName), sqlite.Options{})
+//	srv, _ := exchange.NewServer(exchange.Config{
+//		Registry: a.Registry, Authority: a, ServerCert: cert, Store: st,
+//	})
+//	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+//	go srv.Serve(ln)
+//	defer st.Close()  // after srv.Close
+//	defer srv.Close()
 package exchange
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -11,9 +26,11 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mahfooz/authority"
+	"mahfooz/exchange/store"
 	"mahfooz/wire"
 )
 
@@ -23,9 +40,13 @@ const (
 	// allowed from one source address.
 	DefaultEnrollRateEvents = 5
 	DefaultEnrollRatePer    = time.Minute
-	// DefaultRevocationPoll is how often the registry is asked whether a connected
-	// device was revoked, so that a revocation made elsewhere (another process on the
-	// same authority state) cuts the device off within a second.
+	// DefaultDeviceRateEvents per DefaultDeviceRatePer are the requests allowed
+	// from one device (all its connections together), in bursts of as many.
+	DefaultDeviceRateEvents = 5000
+	DefaultDeviceRatePer    = time.Second
+	// DefaultRevocationPoll is how often the authority's directory sequence is
+	// read, so that a revocation made elsewhere (another process on the same
+	// authority state) cuts the device off within a second.
 	DefaultRevocationPoll = 250 * time.Millisecond
 	// DefaultHandshakeTimeout bounds the TLS handshake plus Hello/Welcome, and the
 	// whole of an enrolment connection.
@@ -33,8 +54,10 @@ const (
 	// DefaultPingInterval is advertised in Welcome; a connection silent for three
 	// intervals is closed.
 	DefaultPingInterval = time.Minute
-	// DefaultMaxTTL is the longest mailbox TTL advertised in Welcome.
+	// DefaultMaxTTL is the longest mailbox and blob TTL, advertised in Welcome.
 	DefaultMaxTTL = 7 * 24 * time.Hour
+	// DefaultExpirySweep is how often expired messages and blobs are deleted.
+	DefaultExpirySweep = time.Minute
 )
 
 // Implementation limits.
@@ -54,49 +77,70 @@ var ErrServerClosed = errors.New("exchange: server closed")
 type Config struct {
 	// Registry decides which device certificates are admitted. Required.
 	Registry *authority.Registry
-	// Authority redeems enrolment tickets. Nil disables enrolment: connections
-	// without a certificate then get Error{unavailable} to Enroll.
+	// Authority redeems enrolment tickets, signs the directory and renews
+	// certificates. Nil disables those: Enroll, GetDirectory and RenewCertificate
+	// then get Error{unavailable}.
 	Authority *authority.Authority
 	// ServerCert is the exchange's TLS certificate, issued by the authority.
 	ServerCert tls.Certificate
-	// Logger receives admission events; nil discards them.
+	// Store keeps messages, KeyPackages and blobs. Nil leaves only admission:
+	// every other request of a device gets Error{unavailable}. The server does
+	// not close it.
+	Store store.Store
+	// Quotas are handed to Store.SetQuotas; zero fields are store.DefaultQuotas.
+	Quotas store.Quotas
+	// Logger receives events with routing metadata only; nil discards them.
 	Logger *slog.Logger
-	// Now is the clock for Welcome, rate limiting and revocation times; nil is time.Now.
+	// Now is the clock for Welcome, TTLs, expiry, rate limiting and revocation
+	// times; nil is time.Now.
 	Now func() time.Time
 	// EnrollRateLimit bounds enrolment attempts per source address; zero is
 	// DefaultEnrollRateEvents per DefaultEnrollRatePer.
 	EnrollRateLimit Rate
-	// RevocationPoll is how often connected devices are checked for revocation;
-	// zero is DefaultRevocationPoll.
+	// DeviceRateLimit bounds requests per device; zero is DefaultDeviceRateEvents
+	// per DefaultDeviceRatePer. Excess requests get Error{rate_limited}.
+	DeviceRateLimit Rate
+	// RevocationPoll is how often the directory sequence is read; zero is
+	// DefaultRevocationPoll.
 	RevocationPoll time.Duration
 	// HandshakeTimeout; zero is DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
 	// PingInterval; zero is DefaultPingInterval. Whole seconds, at least one.
 	PingInterval time.Duration
+	// MaxTTL caps the TTL of messages and blobs; zero is DefaultMaxTTL. Whole
+	// seconds, at least one.
+	MaxTTL time.Duration
+	// DefaultTTL applies to a Send or CreateBlob with TTL 0; zero is MaxTTL.
+	DefaultTTL time.Duration
+	// ExpirySweep is how often expired messages and blobs are deleted and their
+	// senders told; zero is DefaultExpirySweep.
+	ExpirySweep time.Duration
+	// MaxQueue bounds the bytes queued for one connection; zero is DefaultMaxQueue.
+	MaxQueue int
+	// WriteTimeout bounds one write to a connection; zero is DefaultWriteTimeout.
+	WriteTimeout time.Duration
 }
 
-// Server admits devices to the exchange. Its methods are safe for concurrent use.
+// Server is the exchange. Its methods are safe for concurrent use.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	tls     *tls.Config
-	limiter *limiter
-	done    chan struct{}
+	cfg        Config
+	log        *slog.Logger
+	tls        *tls.Config
+	limiter    *limiter[netip.Addr]
+	devLimiter *limiter[wire.DeviceID]
+	done       chan struct{}
 
-	mu      sync.Mutex
-	ln      net.Listener                              // guarded by mu
-	closed  bool                                      // guarded by mu
-	conns   map[*conn]struct{}                        // guarded by mu: every open connection
-	devices map[authority.DeviceID]map[*conn]struct{} // guarded by mu: authenticated ones
-	wg      sync.WaitGroup                            // Add only under mu while !closed
-}
+	dir      atomic.Pointer[directory] // the registry as last read
+	dirMu    sync.Mutex                // serialises refreshDirectory
+	signedMu sync.Mutex
+	signed   *authority.SignedDirectory // guarded by signedMu: the last one signed
 
-// conn is one client connection. Only its own goroutine reads from it.
-type conn struct {
-	raw    net.Conn
-	wc     *wire.Conn // set before the conn is registered as a device's
-	device authority.DeviceID
-	cut    sync.Once
+	mu      sync.RWMutex
+	ln      net.Listener                         // guarded by mu
+	closed  bool                                 // guarded by mu
+	conns   map[*conn]struct{}                   // guarded by mu: every open connection
+	devices map[wire.DeviceID]map[*conn]struct{} // guarded by mu: authenticated ones, after Welcome
+	wg      sync.WaitGroup                       // Add only while the server or the conn is open
 }
 
 // NewServer checks cfg and returns a Server ready to Serve.
@@ -116,6 +160,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if !cfg.EnrollRateLimit.valid() {
 		cfg.EnrollRateLimit = Rate{Events: DefaultEnrollRateEvents, Per: DefaultEnrollRatePer}
 	}
+	if !cfg.DeviceRateLimit.valid() {
+		cfg.DeviceRateLimit = Rate{Events: DefaultDeviceRateEvents, Per: DefaultDeviceRatePer}
+	}
 	if cfg.RevocationPoll <= 0 {
 		cfg.RevocationPoll = DefaultRevocationPoll
 	}
@@ -125,13 +172,32 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.PingInterval < time.Second {
 		cfg.PingInterval = DefaultPingInterval
 	}
+	if cfg.MaxTTL < time.Second {
+		cfg.MaxTTL = DefaultMaxTTL
+	}
+	if cfg.DefaultTTL <= 0 || cfg.DefaultTTL > cfg.MaxTTL {
+		cfg.DefaultTTL = cfg.MaxTTL
+	}
+	if cfg.ExpirySweep <= 0 {
+		cfg.ExpirySweep = DefaultExpirySweep
+	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = DefaultMaxQueue
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.Store != nil {
+		cfg.Store.SetQuotas(cfg.Quotas)
+	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		limiter: newLimiter(cfg.EnrollRateLimit, cfg.Now),
-		done:    make(chan struct{}),
-		conns:   make(map[*conn]struct{}),
-		devices: make(map[authority.DeviceID]map[*conn]struct{}),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		limiter:    newLimiter[netip.Addr](cfg.EnrollRateLimit, cfg.Now),
+		devLimiter: newLimiter[wire.DeviceID](cfg.DeviceRateLimit, cfg.Now),
+		done:       make(chan struct{}),
+		conns:      make(map[*conn]struct{}),
+		devices:    make(map[wire.DeviceID]map[*conn]struct{}),
 	}
 	s.tls = &tls.Config{
 		MinVersion:       tls.VersionTLS13,
@@ -163,7 +229,8 @@ func (s *Server) verifyConnection(cs tls.ConnectionState) error {
 }
 
 // Serve accepts connections on ln until Close, then returns ErrServerClosed. The
-// server takes ln over and closes it.
+// server takes ln over and closes it. It also runs the directory poll and, with a
+// store, the expiry sweep.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	switch {
@@ -177,8 +244,15 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln = ln
 	s.wg.Add(1)
+	if s.cfg.Store != nil {
+		s.wg.Add(1)
+		go s.sweepLoop()
+	}
 	s.mu.Unlock()
-	go s.pollRevocations()
+	if err := s.refreshDirectory(true); err != nil {
+		s.log.Error("exchange: reading the directory", "err", err)
+	}
+	go s.pollDirectory()
 
 	s.log.Info("exchange: listening", "addr", ln.Addr().String())
 	var backoff time.Duration
@@ -197,7 +271,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("exchange: accepting: %w", err)
 		}
 		backoff = 0
-		c := &conn{raw: raw}
+		c := &conn{srv: s, raw: raw}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -213,15 +287,16 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Addr returns the listener's address, or nil before Serve.
 func (s *Server) Addr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	if s.ln == nil {
 		return nil
 	}
 	return s.ln.Addr()
 }
 
-// Close stops accepting, closes every connection and waits for their goroutines.
+// Close stops accepting, closes every connection and waits for the server's
+// goroutines. Sends already handed to the store still complete there.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -235,7 +310,7 @@ func (s *Server) Close() error {
 		err = s.ln.Close()
 	}
 	for c := range s.conns {
-		c.raw.Close()
+		c.close()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
@@ -243,83 +318,13 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	return s.closed
 }
 
-// Revoke cuts a device off: it revokes it in the authority (when the server has
-// one; otherwise the caller must have done so, or the device may reconnect), then
-// sends Revoked on each of its open connections and closes them. Errors are the
-// authority's (authority.ErrDeviceUnknown).
-func (s *Server) Revoke(id authority.DeviceID) error {
-	if s.cfg.Authority != nil {
-		if err := s.cfg.Authority.Revoke(id); err != nil {
-			return err
-		}
-	}
-	s.disconnect(id)
-	return nil
-}
-
-// disconnect sends Revoked to, and closes, every connection of the device.
-func (s *Server) disconnect(id authority.DeviceID) {
-	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.devices[id]))
-	for c := range s.devices[id] {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	if len(conns) == 0 {
-		return
-	}
-	at := s.cfg.Now()
-	if d, err := s.cfg.Registry.Device(id); err == nil && !d.RevokedAt.IsZero() {
-		at = d.RevokedAt
-	}
-	s.log.Info("exchange: cutting off revoked device", "device", id.String(), "connections", len(conns))
-	for _, c := range conns {
-		c.cutOff(at)
-	}
-}
-
-// cutOff tells the device it is revoked, if it reads within revokedWriteTimeout,
-// and closes the connection; the connection's goroutine then ends.
-func (c *conn) cutOff(at time.Time) {
-	c.cut.Do(func() {
-		c.raw.SetWriteDeadline(time.Now().Add(revokedWriteTimeout))
-		_ = c.wc.WriteMessage(0, &wire.Revoked{RevokedAt: at})
-		c.raw.Close()
-	})
-}
-
-// pollRevocations catches revocations made outside this server, such as by
-// `mahfooz authority revoke` in another process.
-func (s *Server) pollRevocations() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.RevocationPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-t.C:
-		}
-		s.mu.Lock()
-		ids := make([]authority.DeviceID, 0, len(s.devices))
-		for id := range s.devices {
-			ids = append(ids, id)
-		}
-		s.mu.Unlock()
-		for _, id := range ids {
-			if s.cfg.Registry.IsRevoked(id) {
-				s.disconnect(id)
-			}
-		}
-	}
-}
-
-// register records an authenticated connection under its device.
+// register records an authenticated connection under its device, from when it
+// may receive pushes.
 func (s *Server) register(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -332,19 +337,28 @@ func (s *Server) register(c *conn) {
 }
 
 // forget closes c and drops it from the server's tables.
-func (s *Server) forget(c *conn, authenticated bool) {
-	c.raw.Close()
+func (s *Server) forget(c *conn) {
+	c.close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
-	if authenticated {
-		if m := s.devices[c.device]; m != nil {
-			delete(m, c)
-			if len(m) == 0 {
-				delete(s.devices, c.device)
-			}
+	if m := s.devices[c.device]; m != nil {
+		delete(m, c)
+		if len(m) == 0 {
+			delete(s.devices, c.device)
 		}
 	}
+}
+
+// deviceConns returns the device's open connections.
+func (s *Server) deviceConns(id wire.DeviceID) []*conn {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*conn, 0, len(s.devices[id]))
+	for c := range s.devices[id] {
+		out = append(out, c)
+	}
+	return out
 }
 
 func (s *Server) welcome(maxFrame uint32) *wire.Welcome {
@@ -354,7 +368,7 @@ func (s *Server) welcome(maxFrame uint32) *wire.Welcome {
 			MaxFrameSize:  maxFrame,
 			MaxChunkSize:  wire.MaxChunkSize,
 			MaxRecipients: wire.MaxRecipients,
-			MaxTTL:        uint32(DefaultMaxTTL / time.Second),
+			MaxTTL:        uint32(min(s.cfg.MaxTTL/time.Second, 1<<32-1)),
 			PingInterval:  uint32(s.cfg.PingInterval / time.Second),
 		},
 	}
@@ -367,12 +381,12 @@ func remoteIP(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// serveConn is the one goroutine of a connection: it runs the TLS handshake, then
-// reads and answers requests until the connection ends.
+// serveConn is the reading goroutine of a connection: it runs the TLS handshake,
+// pushes an authenticated device's mailbox, then reads and answers requests until
+// the connection ends.
 func (s *Server) serveConn(c *conn) {
 	defer s.wg.Done()
-	authenticated := false
-	defer func() { s.forget(c, authenticated) }()
+	defer s.forget(c)
 
 	remote := remoteIP(c.raw)
 	c.raw.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
@@ -381,6 +395,7 @@ func (s *Server) serveConn(c *conn) {
 		s.log.Info("exchange: TLS handshake refused", "remote", remote.String(), "err", err)
 		return
 	}
+	c.w = tc
 	c.wc = wire.NewConn(tc)
 	cs := tc.ConnectionState()
 	if len(cs.PeerCertificates) == 0 {
@@ -392,15 +407,7 @@ func (s *Server) serveConn(c *conn) {
 		s.log.Error("exchange: admitted certificate without device ID", "remote", remote.String())
 		return
 	}
-	c.device = id
-	s.register(c)
-	authenticated = true
-	// A revocation between the handshake's check and register would be missed until
-	// the next poll; check once more now that the poll will see this connection.
-	if s.cfg.Registry.IsRevoked(id) {
-		s.disconnect(id)
-		return
-	}
+	c.device = wire.DeviceID(id)
 	if err := s.cfg.Registry.Seen(id); err != nil {
 		s.log.Warn("exchange: recording last seen", "device", id.String(), "err", err)
 	}
@@ -408,8 +415,23 @@ func (s *Server) serveConn(c *conn) {
 		s.log.Info("exchange: protocol handshake failed", "device", id.String(), "err", err)
 		return
 	}
+	s.register(c)
+	// A revocation between the handshake's check and register would be missed by
+	// the directory poll; check once more now that the poll will see this connection.
+	if s.cfg.Registry.IsRevoked(id) {
+		s.disconnect(c.device)
+		return
+	}
 	s.log.Info("exchange: device connected", "device", id.String(), "remote", remote.String(), "curve", cs.CurveID.String())
 	c.raw.SetDeadline(time.Time{})
+	if s.cfg.Store != nil {
+		if err := s.syncMailbox(c); err != nil {
+			s.log.Info("exchange: pushing mailbox", "device", id.String(), "err", err)
+			return
+		}
+	} else {
+		c.goLive(0)
+	}
 	s.serveDevice(c, tc)
 	s.log.Info("exchange: device disconnected", "device", id.String())
 }
@@ -422,80 +444,64 @@ func (s *Server) serveDevice(c *conn, tc *tls.Conn) {
 		f, err := c.wc.ReadFrame()
 		if err != nil {
 			if errors.Is(err, wire.ErrUnknownMessageType) {
-				s.reply(c, f.RequestID, wire.CodeUnknownMessage, "")
+				c.reply(f.RequestID, wire.CodeUnknownMessage, "")
 				continue
 			}
 			if code := wire.CodeOf(err); code == wire.CodeMalformed || code == wire.CodeTooLarge {
-				s.reply(c, 0, code, "")
+				// The stream is out of step: say why, then close.
+				c.reply(0, code, "")
+				c.flush(revokedWriteTimeout)
 			}
 			return
 		}
-		m, err := wire.Decode(f)
-		if err != nil {
-			s.reply(c, f.RequestID, wire.CodeMalformed, "")
-			continue
-		}
-		if f.Type.SentBy()&wire.SideClient == 0 {
-			s.reply(c, f.RequestID, wire.CodeUnexpectedMessage, f.Type.String()+" is sent by the exchange")
-			continue
-		}
-		switch m.(type) {
-		case *wire.Ping:
-			if err := c.wc.WriteMessage(f.RequestID, &wire.Pong{}); err != nil {
-				return
-			}
-		case *wire.Pong, *wire.Error:
-			// Answers to requests of the exchange's; it makes none yet.
-		case *wire.Hello:
-			s.reply(c, f.RequestID, wire.CodeUnexpectedMessage, "second Hello")
-		case *wire.Enroll:
-			s.reply(c, f.RequestID, wire.CodeForbidden, "already enrolled")
-		default:
-			s.reply(c, f.RequestID, wire.CodeUnavailable, "not implemented yet")
-		}
+		s.handle(c, f)
 	}
 }
 
 // serveEnrolment serves a connection without a client certificate: Hello, then one
-// Enroll, then close. Anything else is refused as unauthenticated.
+// Enroll, then close. Anything else is refused as unauthenticated. Only this
+// goroutine writes to such a connection.
 func (s *Server) serveEnrolment(c *conn, remote netip.Addr) {
 	c.wc.SetReadLimit(enrolReadLimit)
 	if _, err := c.wc.ServerHandshake(s.welcome(enrolReadLimit)); err != nil {
 		s.log.Info("exchange: enrolment connection: protocol handshake failed", "remote", remote.String(), "err", err)
 		return
 	}
+	reply := func(requestID uint32, code wire.Code, msg string) {
+		_ = c.wc.WriteMessage(requestID, &wire.Error{Code: code, Message: msg})
+	}
 	f, err := c.wc.ReadFrame()
 	if err != nil {
 		if code := wire.CodeOf(err); code != wire.CodeInternal {
-			s.reply(c, f.RequestID, code, "")
+			reply(f.RequestID, code, "")
 		}
 		return
 	}
 	m, err := wire.Decode(f)
 	if err != nil {
-		s.reply(c, f.RequestID, wire.CodeMalformed, "")
+		reply(f.RequestID, wire.CodeMalformed, "")
 		return
 	}
 	enroll, ok := m.(*wire.Enroll)
 	if !ok {
 		s.log.Info("exchange: request without certificate refused", "remote", remote.String(), "type", f.Type.String())
-		s.reply(c, f.RequestID, wire.CodeUnauthenticated, "enrol first")
+		reply(f.RequestID, wire.CodeUnauthenticated, "enrol first")
 		return
 	}
 	if s.cfg.Authority == nil {
-		s.reply(c, f.RequestID, wire.CodeUnavailable, "enrolment is not offered here")
+		reply(f.RequestID, wire.CodeUnavailable, "enrolment is not offered here")
 		return
 	}
-	if !s.limiter.allow(remote) {
+	if !s.limiter.allow(limiterKey(remote)) {
 		s.log.Warn("exchange: enrolment rate limited", "remote", remote.String())
-		s.reply(c, f.RequestID, wire.CodeRateLimited, "")
+		reply(f.RequestID, wire.CodeRateLimited, "")
 		return
 	}
 	issued, err := s.cfg.Authority.Redeem(enroll.Ticket, enroll.CSR)
 	if err != nil {
 		// The authority's errors name the check that failed, never the ticket.
 		s.log.Info("exchange: enrolment refused", "remote", remote.String(), "err", err)
-		s.reply(c, f.RequestID, enrolCode(err), "")
+		reply(f.RequestID, enrolCode(err), "")
 		return
 	}
 	s.log.Info("exchange: device enrolled", "device", issued.DeviceID.String(), "remote", remote.String())
@@ -519,7 +525,5 @@ func enrolCode(err error) wire.Code {
 	return wire.CodeInternal
 }
 
-// reply sends an Error; a failure to send shows up at the next read.
-func (s *Server) reply(c *conn, requestID uint32, code wire.Code, msg string) {
-	_ = c.wc.WriteMessage(requestID, &wire.Error{Code: code, Message: msg})
-}
+// background is the context of the server's own store calls.
+var background = context.Background()
