@@ -2,20 +2,30 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
+// TestDemo runs the README's first command in process and checks the story it
+// tells: messages read by their recipients, offline delivery, revocation with wipe
+// and removal, and no plaintext in anything the exchange wrote.
 func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	var out bytes.Buffer
-	if err := demo(&out); err != nil {
+	if err := demo(ctx, &out, t.TempDir()); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{
-		"plaintext visible on the wire: false",
-		`alice read: "the meeting moves to 15:00"`,
-		"carol sees: carol was removed",
-		"carol could not read it",
+		`Bilal Khan reads from Amina Yusuf: "Bilal, the budget figures are final."`,
+		`Amina Yusuf reads from Chen Li: "The security review is on Thursday."`,
+		`Chen Li reads from Amina Yusuf: "Thursday is moved to 10:00."`,
+		"wiped itself",
+		"its store exists: false",
+		`Bilal Khan reads from Amina Yusuf: "Chen has a new phone coming`,
+		"messages sent: 0 found",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
