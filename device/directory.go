@@ -65,6 +65,27 @@ func parseDirectory(root *x509.Certificate, raw []byte) (*directory, error) {
 	return d, nil
 }
 
+// errNoRevocation is returned by checkRevocation for a Revoked push whose proof
+// does not show this device revoked.
+var errNoRevocation = errors.New("device: no proof of revocation")
+
+// checkRevocation checks the proof carried by a Revoked push: a directory signed
+// by the authority's root that lists this device as revoked. Revocation is final
+// in the authority, so a proof of any age is enough.
+func (dv *Device) checkRevocation(proof []byte) error {
+	if len(proof) == 0 {
+		return errNoRevocation
+	}
+	d, err := parseDirectory(dv.root, proof)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errNoRevocation, err)
+	}
+	if !d.revoked[dv.self.ID] {
+		return fmt.Errorf("%w: the signed directory does not list this device as revoked", errNoRevocation)
+	}
+	return nil
+}
+
 // active reports whether the directory lists the device as enrolled and unrevoked.
 func (d *directory) active(id authority.DeviceID) bool {
 	if d == nil {

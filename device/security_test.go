@@ -320,3 +320,57 @@ func TestForgedPayloadsRefused(t *testing.T) {
 		t.Fatalf("bob sees %q, want %q", got, want)
 	}
 }
+
+// TestRevocationNeedsTheAuthority checks that only a revocation the authority
+// signed makes a device wipe itself: a Revoked push with no proof, with bytes that
+// are not a directory, with a directory of another authority, or with a genuine
+// directory that does not list the device, is ignored.
+func TestRevocationNeedsTheAuthority(t *testing.T) {
+	e := newEnv(t)
+	alice, bob := e.enroll("alice"), e.enroll("bob")
+
+	other := newEnv(t)
+	stranger := other.enroll("alice")
+	if err := other.srv.Revoke(stranger.self.ID); err != nil {
+		t.Fatal(err)
+	}
+	otherDir, err := other.auth.Directory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Revoke(bob.self.ID); err != nil {
+		t.Fatal(err)
+	}
+	bobRevoked, err := e.auth.Directory() // genuine, but lists bob, not alice
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		proof []byte
+	}{
+		{"no proof", nil},
+		{"not a directory", []byte("mahfooz directory v1, trust me")},
+		{"another authority's directory", otherDir.Raw},
+		{"another authority's directory, truncated", otherDir.Raw[:len(otherDir.Raw)-1]},
+		{"this authority's directory revoking someone else", bobRevoked.Raw},
+	} {
+		if err := alice.checkRevocation(tc.proof); !errors.Is(err, errNoRevocation) {
+			t.Errorf("%s: checkRevocation = %v, want errNoRevocation", tc.name, err)
+		}
+	}
+	if err := e.srv.Revoke(alice.self.ID); err != nil {
+		t.Fatal(err)
+	}
+	genuine, err := e.auth.Directory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.checkRevocation(genuine.Raw); err != nil {
+		t.Fatalf("the authority's own revocation refused: %v", err)
+	}
+	// None of the above wiped anything: the check only decides.
+	if !vault.Exists(alice.cfg.Home) {
+		t.Fatal("checking a proof wiped the vault")
+	}
+}

@@ -101,15 +101,18 @@ func (dv *Device) dial(ctx context.Context) (*session, error) {
 			Deliver:          func(m *wire.Deliver) { s.enqueue(item{deliver: m}) },
 			Expired:          func(m *wire.Expired) { s.enqueue(item{expired: m}) },
 			DirectoryUpdated: func() { s.enqueue(item{dirty: true}) },
-			Revoked: func(*wire.Revoked) {
+			Revoked: func(m *wire.Revoked) {
+				if err := dv.checkRevocation(m.Proof); err != nil {
+					// Only the authority can order a wipe; an exchange that says
+					// so without its signature is ignored (and cuts us off anyway).
+					dv.log.Warn("device: exchange says this device is revoked, without the authority's proof", "err", err)
+					return
+				}
 				go dv.wipe("revoked by the authority")
 			},
 		},
 	})
 	if err != nil {
-		if wire.CodeOf(err) == wire.CodeRevoked {
-			go dv.wipe("revoked by the authority")
-		}
 		return nil, fmt.Errorf("%w: %w", ErrOffline, err)
 	}
 	s.c = c

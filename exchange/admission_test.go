@@ -429,6 +429,9 @@ func waitRevoked(t *testing.T, c *client, start time.Time) {
 			if errors.As(err, &ne) && ne.Timeout() {
 				t.Fatalf("connection still open %v after revocation", time.Since(start))
 			}
+			if !gotRevoked {
+				t.Logf("connection ended: %v", err)
+			}
 			break
 		}
 		if _, ok := m.(*wire.Revoked); ok {
@@ -445,6 +448,11 @@ func waitRevoked(t *testing.T, c *client, start time.Time) {
 
 func TestRevocationClosesConnections(t *testing.T) {
 	e := newEnv(t, Rate{})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(e.logs.String())
+		}
+	})
 	t.Run("revoked in the authority", func(t *testing.T) {
 		d := enrolDirect(t, e.a, "Amina")
 		c := e.connect(t, d)

@@ -241,6 +241,13 @@ func (c *conn) flush(d time.Duration) {
 	}
 }
 
+// cuttingOff reports whether the connection is being closed for revocation.
+func (c *conn) cuttingOff() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeAfter && !c.closed
+}
+
 // close closes the connection at once, dropping whatever is queued; the reading
 // goroutine then ends and unregisters it.
 func (c *conn) close() {
@@ -265,9 +272,9 @@ func (c *conn) closeLocked() {
 // cutOff tells the device it is revoked, in place of anything still queued, and
 // closes the connection once that is written or after revokedWriteTimeout,
 // whichever comes first.
-func (c *conn) cutOff(at time.Time) {
+func (c *conn) cutOff(at time.Time, proof []byte) {
 	c.cut.Do(func() {
-		frame, _ := wire.AppendFrame(nil, 0, &wire.Revoked{RevokedAt: at})
+		frame, _ := wire.AppendFrame(nil, 0, &wire.Revoked{RevokedAt: at, Proof: proof})
 		c.mu.Lock()
 		if !c.closed {
 			c.queue, c.queued = nil, 0

@@ -189,6 +189,9 @@ func (s *Server) Revoke(id authority.DeviceID) error {
 	return nil
 }
 
+// maxRevocationProof is the largest directory that fits in a Revoked frame.
+const maxRevocationProof = wire.MaxBodySize - 16
+
 // disconnect sends Revoked to, and closes, every connection of the device.
 func (s *Server) disconnect(id wire.DeviceID) {
 	conns := s.deviceConns(id)
@@ -199,9 +202,23 @@ func (s *Server) disconnect(id wire.DeviceID) {
 	if d, err := s.cfg.Registry.Device(authority.DeviceID(id)); err == nil && !d.RevokedAt.IsZero() {
 		at = d.RevokedAt
 	}
+	// The signed directory that lists the device as revoked is its proof: a device
+	// wipes itself only on a revocation its authority signed.
+	var proof []byte
+	if s.cfg.Authority != nil {
+		raw, err := s.signedDirectory()
+		switch {
+		case err != nil:
+			s.log.Error("exchange: signing the directory for a revocation", "err", err)
+		case len(raw) > maxRevocationProof:
+			s.log.Warn("exchange: directory too large to prove a revocation", "bytes", len(raw))
+		default:
+			proof = raw
+		}
+	}
 	s.log.Info("exchange: cutting off revoked device", "device", id.String(), "connections", len(conns))
 	for _, c := range conns {
-		c.cutOff(at)
+		c.cutOff(at, proof)
 	}
 }
 

@@ -336,8 +336,14 @@ func (s *Server) register(c *conn) {
 	m[c] = struct{}{}
 }
 
-// forget closes c and drops it from the server's tables.
+// forget closes c and drops it from the server's tables. A connection being cut
+// off for revocation first gets the chance to write its Revoked frame: its
+// reading goroutine may end (a backlog refused, a read error) before the writer
+// has written it.
 func (s *Server) forget(c *conn) {
+	if c.cuttingOff() {
+		c.flush(revokedWriteTimeout)
+	}
 	c.close()
 	s.mu.Lock()
 	defer s.mu.Unlock()

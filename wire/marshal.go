@@ -461,11 +461,20 @@ func (m *Expired) unmarshal(s *cryptobyte.String) bool {
 	return true
 }
 
-func (m *Revoked) marshal(b *cryptobyte.Builder) { addTime(b, m.RevokedAt, "revoked at") }
+func (m *Revoked) marshal(b *cryptobyte.Builder) {
+	addTime(b, m.RevokedAt, "revoked at")
+	addOpaque(b, m.Proof, 0, MaxBodySize, "revocation proof")
+}
 
 func (m *Revoked) unmarshal(s *cryptobyte.String) bool {
 	*m = Revoked{}
-	return readTime(s, &m.RevokedAt)
+	if !readTime(s, &m.RevokedAt) || !readOpaque(s, &m.Proof, 0, MaxBodySize) {
+		return false
+	}
+	if len(m.Proof) == 0 {
+		m.Proof = nil // one form for "no proof", so that decoding re-encodes exactly
+	}
+	return true
 }
 
 // Attachments.

@@ -297,11 +297,18 @@ type ExpiredMessage struct {
 }
 
 // Revoked tells a device that the authority revoked it (request ID 0). The exchange
-// closes the connection after sending it; the device wipes its store.
+// closes the connection after sending it. Proof is the authority's signed directory
+// listing the device as revoked: the device wipes its store only if the directory
+// verifies against its root and names it, so that the exchange alone cannot make
+// devices destroy their data. An exchange without the authority's key sends none.
 //
-//	struct { uint64 revoked_at; } Revoked;    /* Unix milliseconds */
+//	struct {
+//	    uint64 revoked_at;                     /* Unix milliseconds */
+//	    opaque proof<V>;                       /* a signed directory, or empty */
+//	} Revoked;
 type Revoked struct {
 	RevokedAt time.Time
+	Proof     []byte
 }
 
 // CreateBlob announces an attachment: who may download it and for how long.

@@ -51,6 +51,7 @@ func examples() []Message {
 		&Ack{Sequences: []uint64{1, 2, 9, 1 << 40}},
 		&Expired{Messages: []ExpiredMessage{{MessageID: id16(4), Recipient: id16(1)}, {MessageID: id16(4), Recipient: id16(2)}}},
 		&Revoked{RevokedAt: testTime},
+		&Revoked{RevokedAt: testTime, Proof: payload[:300]},
 		&CreateBlob{BlobID: id16(8), TTLSeconds: 86400, Recipients: []DeviceID{id16(1)}},
 		&UploadChunk{BlobID: id16(8), Index: 0, Data: payload},
 		&UploadChunk{BlobID: id16(8), Index: 3, Last: true, Data: []byte{1}},
