@@ -303,7 +303,9 @@ func (dv *Device) credential() mls.Credential {
 func (dv *Device) tlsCertificate() tls.Certificate {
 	dv.stateMu.Lock()
 	defer dv.stateMu.Unlock()
-	return tls.Certificate{Certificate: dv.chain, PrivateKey: dv.self.SigKey.Signer()}
+	// Only the device certificate: the exchange knows the root, and every
+	// certificate sent is parsed and kept for the life of the connection there.
+	return tls.Certificate{Certificate: dv.chain[:1], PrivateKey: dv.self.SigKey.Signer()}
 }
 
 func (dv *Device) now() time.Time { return dv.cfg.Now() }
