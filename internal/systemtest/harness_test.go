@@ -82,7 +82,13 @@ func newSystem(t *testing.T) *system {
 	}
 	mahfooz(t, "authority", "init", "--dir", s.authorityDir)
 	s.start()
-	t.Cleanup(s.stop)
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			log, _ := os.ReadFile(s.logPath)
+			t.Logf("exchange log:\n%s", log)
+		}
+	})
 	return s
 }
 
@@ -123,20 +129,35 @@ func (s *system) start() {
 	found := make(chan string, 1)
 	go func() {
 		// Copy everything to the log file, which the canary scan reads.
+		// Read to the end whatever happens: an exchange whose stderr is closed
+		// would die of SIGPIPE at its next log line.
 		defer logf.Close()
-		sc := bufio.NewScanner(pr)
+		defer pr.Close()
+		r := bufio.NewReader(pr)
 		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(logf, line)
+		for {
+			line, err := r.ReadString('\n')
+			logf.WriteString(line)
 			if m := listening.FindStringSubmatch(line); m != nil && !sent {
 				found <- m[1]
 				sent = true
 			}
+			if err != nil {
+				return
+			}
 		}
 	}()
 	exit := make(chan error, 1)
-	go func() { exit <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait()
+		s.mu.Lock()
+		unexpected := s.proc == cmd
+		s.mu.Unlock()
+		if unexpected {
+			s.t.Logf("exchange exited by itself: %v", err)
+		}
+		exit <- err
+	}()
 	select {
 	case addr := <-found:
 		s.mu.Lock()
