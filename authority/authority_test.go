@@ -236,6 +236,22 @@ func TestEnrollRedeem(t *testing.T) {
 	if d, _ := a.Device(is.DeviceID); !d.LastSeen.Equal(c.Now()) {
 		t.Errorf("LastSeen %v, want %v", d.LastSeen, c.Now())
 	}
+	// Seen again within a minute: kept as it was (no write); after it, updated.
+	first := c.Now()
+	c.Advance(30 * time.Second)
+	if err := a.Seen(is.DeviceID); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := a.Device(is.DeviceID); !d.LastSeen.Equal(first) {
+		t.Errorf("LastSeen %v after a second sighting within a minute, want %v", d.LastSeen, first)
+	}
+	c.Advance(31 * time.Second)
+	if err := a.Seen(is.DeviceID); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := a.Device(is.DeviceID); !d.LastSeen.Equal(c.Now()) {
+		t.Errorf("LastSeen %v, want %v", d.LastSeen, c.Now())
+	}
 }
 
 func TestTicketRefusals(t *testing.T) {

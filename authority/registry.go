@@ -213,9 +213,17 @@ func (r *Registry) IsRevoked(id DeviceID) bool {
 	return DeviceState(state) != DeviceActive
 }
 
-// Seen records that the device was seen now (for `authority list`).
+// seenResolution is how stale a recorded last-seen time may be: a device seen
+// again within it is not written again, so that reconnecting devices do not cost
+// the exchange a synced database write each.
+const seenResolution = time.Minute
+
+// Seen records that the device was seen now (for `authority list`), to within
+// seenResolution.
 func (r *Registry) Seen(id DeviceID) error {
-	_, err := r.db.Exec(`UPDATE devices SET last_seen = ? WHERE id = ?`, ms(r.opts.Now()), id[:])
+	now := r.opts.Now()
+	_, err := r.db.Exec(`UPDATE devices SET last_seen = ? WHERE id = ? AND last_seen <= ?`,
+		ms(now), id[:], ms(now.Add(-seenResolution)))
 	return dbErr(err)
 }
 
