@@ -1,49 +1,9 @@
 package authority
 
-import (
-	"fmt"
-	"strings"
+import "mahfooz/internal/qrtext"
 
-	qrcode "github.com/skip2/go-qrcode"
-)
-
-// TicketQRTerminal renders text (a ticket's Text) as a QR code for a terminal, two
-// modules per character cell with UTF-8 half blocks, dark on light with the quiet
-// zone, so it scans from a dark-background terminal too.
-func TicketQRTerminal(text string) (string, error) {
-	q, err := qrcode.New(text, qrcode.Medium)
-	if err != nil {
-		return "", fmt.Errorf("authority: QR code: %w", err)
-	}
-	bm := q.Bitmap() // true = dark; includes the quiet zone
-	var sb strings.Builder
-	for y := 0; y < len(bm); y += 2 {
-		for x := range bm[y] {
-			top := bm[y][x]
-			bottom := y+1 < len(bm) && bm[y+1][x]
-			// Cells are painted light (the terminal's foreground, via the block
-			// characters) where the code is light.
-			switch {
-			case !top && !bottom:
-				sb.WriteString("█")
-			case !top && bottom:
-				sb.WriteString("▀")
-			case top && !bottom:
-				sb.WriteString("▄")
-			default:
-				sb.WriteString(" ")
-			}
-		}
-		sb.WriteString("\n")
-	}
-	return sb.String(), nil
-}
+// TicketQRTerminal renders text (a ticket's Text) as a QR code for a terminal.
+func TicketQRTerminal(text string) (string, error) { return qrtext.Terminal(text) }
 
 // TicketQRPNG renders text as a PNG QR code, size pixels square.
-func TicketQRPNG(text string, size int) ([]byte, error) {
-	png, err := qrcode.Encode(text, qrcode.Medium, size)
-	if err != nil {
-		return nil, fmt.Errorf("authority: QR code: %w", err)
-	}
-	return png, nil
-}
+func TicketQRPNG(text string, size int) ([]byte, error) { return qrtext.PNG(text, size) }

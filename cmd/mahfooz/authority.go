@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -13,8 +12,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"golang.org/x/term"
 
 	"mahfooz/authority"
 )
@@ -58,15 +55,6 @@ func runAuthority(args []string) error {
 	return c.run(args)
 }
 
-// authorityHintError is an error followed by a `hint:` line when printed.
-type authorityHintError struct {
-	err  error
-	hint string
-}
-
-func (e *authorityHintError) Error() string { return e.err.Error() + "\nhint: " + e.hint }
-func (e *authorityHintError) Unwrap() error { return e.err }
-
 func (c *authorityCLI) run(args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintln(c.stderr, authorityUsage)
@@ -83,7 +71,7 @@ func (c *authorityCLI) run(args []string) error {
 	}
 	f, ok := verbs[args[0]]
 	if !ok {
-		return &authorityHintError{fmt.Errorf("authority: unknown verb %q", args[0]), "run 'mahfooz authority --help' for the list"}
+		return &hintError{fmt.Errorf("authority: unknown verb %q", args[0]), "run 'mahfooz authority --help' for the list"}
 	}
 	return f(args[1:])
 }
@@ -99,26 +87,9 @@ func (c *authorityCLI) flagSet(verb, usage string) (*flag.FlagSet, *string) {
 	return fs, dir
 }
 
-// authorityParse parses flags that may come before or after positional arguments
-// and returns the positional ones.
-func authorityParse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
 func authorityNeedDir(dir string) error {
 	if dir == "" {
-		return &authorityHintError{errors.New("authority: no state directory"), "pass --dir DIR or set " + envAuthorityDir}
+		return &hintError{errors.New("authority: no state directory"), "pass --dir DIR or set " + envAuthorityDir}
 	}
 	return nil
 }
@@ -132,36 +103,9 @@ func (c *authorityCLI) options() authority.Options {
 	}
 }
 
-// passphrase returns the root key's passphrase from the environment or, on a
-// terminal, from a prompt without echo (asked twice if confirm is set).
+// passphrase returns the root key's passphrase (asked twice if confirm is set).
 func (c *authorityCLI) passphrase(confirm bool) ([]byte, error) {
-	if p := c.getenv(envPassphrase); p != "" {
-		return []byte(p), nil
-	}
-	if c.stdin == nil || !term.IsTerminal(int(c.stdin.Fd())) {
-		return nil, &authorityHintError{errors.New("authority: no passphrase"), "set " + envPassphrase + " or run from a terminal"}
-	}
-	fmt.Fprint(c.stderr, "root key passphrase: ")
-	p, err := term.ReadPassword(int(c.stdin.Fd()))
-	fmt.Fprintln(c.stderr)
-	if err != nil {
-		return nil, fmt.Errorf("authority: reading passphrase: %w", err)
-	}
-	if len(p) == 0 {
-		return nil, errors.New("authority: empty passphrase")
-	}
-	if confirm {
-		fmt.Fprint(c.stderr, "again: ")
-		q, err := term.ReadPassword(int(c.stdin.Fd()))
-		fmt.Fprintln(c.stderr)
-		if err != nil {
-			return nil, fmt.Errorf("authority: reading passphrase: %w", err)
-		}
-		if !bytes.Equal(p, q) {
-			return nil, errors.New("authority: the passphrases differ")
-		}
-	}
-	return p, nil
+	return readPassphrase("authority: ", c.stdin, c.stderr, c.getenv, "root key passphrase: ", confirm)
 }
 
 func (c *authorityCLI) open(dir string) (*authority.Authority, error) {
@@ -175,7 +119,7 @@ func (c *authorityCLI) open(dir string) (*authority.Authority, error) {
 	defer clear(p)
 	a, err := authority.Open(dir, p, c.options())
 	if errors.Is(err, authority.ErrWrongPassphrase) {
-		return nil, &authorityHintError{err, "check " + envPassphrase + " or retype the passphrase chosen at 'mahfooz authority init'"}
+		return nil, &hintError{err, "check " + envPassphrase + " or retype the passphrase chosen at 'mahfooz authority init'"}
 	}
 	return a, err
 }
@@ -183,7 +127,7 @@ func (c *authorityCLI) open(dir string) (*authority.Authority, error) {
 func (c *authorityCLI) init(args []string) error {
 	fs, dir := c.flagSet("init", "init --dir DIR [--name NAME]")
 	name := fs.String("name", authority.DefaultRootName, "root certificate common `name`")
-	if _, err := authorityParse(fs, args); err != nil {
+	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if err := authorityNeedDir(*dir); err != nil {
@@ -198,7 +142,7 @@ func (c *authorityCLI) init(args []string) error {
 	opts.RootName = *name
 	a, err := authority.Init(*dir, p, opts)
 	if errors.Is(err, authority.ErrExists) {
-		return &authorityHintError{err, "choose another --dir; an authority's root key is never replaced in place"}
+		return &hintError{err, "choose another --dir; an authority's root key is never replaced in place"}
 	}
 	if err != nil {
 		return err
@@ -216,11 +160,11 @@ func (c *authorityCLI) enroll(args []string) error {
 	ttl := fs.Duration("ttl", authority.DefaultTicketTTL, "ticket lifetime")
 	png := fs.String("qr-png", "", "also write the ticket as a QR code PNG to `file`")
 	asJSON := fs.Bool("json", false, "print a JSON object with a ticket field")
-	if _, err := authorityParse(fs, args); err != nil {
+	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if *name == "" {
-		return &authorityHintError{errors.New("authority: enroll needs --name"), "mahfooz authority enroll --name 'Amina Yusuf' --role 'Deputy Minister'"}
+		return &hintError{errors.New("authority: enroll needs --name"), "mahfooz authority enroll --name 'Amina Yusuf' --role 'Deputy Minister'"}
 	}
 	a, err := c.open(*dir)
 	if err != nil {
@@ -268,16 +212,16 @@ func (c *authorityCLI) enroll(args []string) error {
 
 func (c *authorityCLI) revoke(args []string) error {
 	fs, dir := c.flagSet("revoke", "revoke --dir DIR DEVICE")
-	pos, err := authorityParse(fs, args)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return &authorityHintError{errors.New("authority: revoke needs one device ID"), "'mahfooz authority list' shows the device IDs"}
+		return &hintError{errors.New("authority: revoke needs one device ID"), "'mahfooz authority list' shows the device IDs"}
 	}
 	id, err := authority.ParseDeviceID(strings.TrimSpace(pos[0]))
 	if err != nil {
-		return &authorityHintError{err, "'mahfooz authority list' shows the device IDs"}
+		return &hintError{err, "'mahfooz authority list' shows the device IDs"}
 	}
 	a, err := c.open(*dir)
 	if err != nil {
@@ -286,7 +230,7 @@ func (c *authorityCLI) revoke(args []string) error {
 	defer a.Close()
 	if err := a.Revoke(id); err != nil {
 		if errors.Is(err, authority.ErrDeviceUnknown) {
-			return &authorityHintError{err, "'mahfooz authority list' shows the device IDs"}
+			return &hintError{err, "'mahfooz authority list' shows the device IDs"}
 		}
 		return err
 	}
@@ -297,7 +241,7 @@ func (c *authorityCLI) revoke(args []string) error {
 func (c *authorityCLI) list(args []string) error {
 	fs, dir := c.flagSet("list", "list --dir DIR [--json]")
 	asJSON := fs.Bool("json", false, "print a JSON array")
-	if _, err := authorityParse(fs, args); err != nil {
+	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if err := authorityNeedDir(*dir); err != nil {

@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/term"
-
 	"mahfooz/device"
 	"mahfooz/device/safety"
 	"mahfooz/device/vault"
@@ -66,15 +64,6 @@ func runVerify(args []string) error    { return newDeviceCLI().verify(args) }
 func runDisappear(args []string) error { return newDeviceCLI().disappear(args) }
 func runWipe(args []string) error      { return newDeviceCLI().wipe(args) }
 
-// hintError is an error followed by a `hint:` line when printed.
-type hintError struct {
-	err  error
-	hint string
-}
-
-func (e *hintError) Error() string { return e.err.Error() + "\nhint: " + e.hint }
-func (e *hintError) Unwrap() error { return e.err }
-
 // commonFlags are the flags every device command takes.
 type commonFlags struct {
 	home    *string
@@ -97,26 +86,6 @@ func (c *deviceCLI) flagSet(name, usage, about string) (*flag.FlagSet, commonFla
 	return fs, cf
 }
 
-// parseArgs parses flags that may come before or after positional arguments and
-// returns the positional ones.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
 func needHome(home string) error {
 	if home == "" {
 		return &hintError{errors.New("no device directory"), "pass --home DIR or set " + envHome}
@@ -124,36 +93,9 @@ func needHome(home string) error {
 	return nil
 }
 
-// passphrase returns the vault passphrase from the environment or, on a terminal,
-// by asking (twice when confirm is set).
+// passphrase returns the device store's passphrase (asked twice if confirm is set).
 func (c *deviceCLI) passphrase(confirm bool) ([]byte, error) {
-	if p := c.getenv(envPassphrase); p != "" {
-		return []byte(p), nil
-	}
-	if c.stdin == nil || !term.IsTerminal(int(c.stdin.Fd())) {
-		return nil, &hintError{errors.New("no passphrase"), "set " + envPassphrase + " or run from a terminal"}
-	}
-	fmt.Fprint(c.stderr, "device passphrase: ")
-	p, err := term.ReadPassword(int(c.stdin.Fd()))
-	fmt.Fprintln(c.stderr)
-	if err != nil {
-		return nil, fmt.Errorf("reading passphrase: %w", err)
-	}
-	if len(p) == 0 {
-		return nil, errors.New("empty passphrase")
-	}
-	if confirm {
-		fmt.Fprint(c.stderr, "again: ")
-		q, err := term.ReadPassword(int(c.stdin.Fd()))
-		fmt.Fprintln(c.stderr)
-		if err != nil {
-			return nil, fmt.Errorf("reading passphrase: %w", err)
-		}
-		if string(p) != string(q) {
-			return nil, errors.New("the passphrases differ")
-		}
-	}
-	return p, nil
+	return readPassphrase("", c.stdin, c.stderr, c.getenv, "device passphrase: ", confirm)
 }
 
 func (c *deviceCLI) config(home string, p []byte) device.Config {

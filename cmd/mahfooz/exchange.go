@@ -79,7 +79,7 @@ func (c *exchangeCLI) run(ctx context.Context, args []string) error {
 		return flag.ErrHelp
 	}
 	if args[0] != "serve" {
-		return &authorityHintError{fmt.Errorf("exchange: unknown verb %q", args[0]), "run 'mahfooz exchange --help' for the list"}
+		return &hintError{fmt.Errorf("exchange: unknown verb %q", args[0]), "run 'mahfooz exchange --help' for the list"}
 	}
 	return c.serve(ctx, args[1:])
 }
@@ -104,14 +104,14 @@ func (c *exchangeCLI) serve(ctx context.Context, args []string) error {
 			"The root key's passphrase comes from $%s, or else is asked for on the terminal.\n\nflags:\n", envPassphrase)
 		fs.PrintDefaults()
 	}
-	if _, err := authorityParse(fs, args); err != nil {
+	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if err := authorityNeedDir(*authDir); err != nil {
 		return err
 	}
 	if *home == "" {
-		return &authorityHintError{errors.New("exchange: no home directory"), "pass --home DIR or set " + envExchangeHome}
+		return &hintError{errors.New("exchange: no home directory"), "pass --home DIR or set " + envExchangeHome}
 	}
 	if err := os.MkdirAll(*home, 0o700); err != nil {
 		return fmt.Errorf("exchange: %w", err)

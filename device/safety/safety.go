@@ -19,7 +19,7 @@ import (
 	"slices"
 	"strings"
 
-	qrcode "github.com/skip2/go-qrcode"
+	"mahfooz/internal/qrtext"
 )
 
 const (
@@ -148,30 +148,7 @@ func QRTerminal(number string) (string, error) {
 	if !valid(number) {
 		return "", ErrNotNumber
 	}
-	q, err := qrcode.New(number, qrcode.Medium)
-	if err != nil {
-		return "", fmt.Errorf("safety: QR code: %w", err)
-	}
-	bm := q.Bitmap() // true = dark; includes the quiet zone
-	var sb strings.Builder
-	for y := 0; y < len(bm); y += 2 {
-		for x := range bm[y] {
-			top := bm[y][x]
-			bottom := y+1 < len(bm) && bm[y+1][x]
-			switch {
-			case !top && !bottom:
-				sb.WriteString("█")
-			case !top && bottom:
-				sb.WriteString("▀")
-			case top && !bottom:
-				sb.WriteString("▄")
-			default:
-				sb.WriteString(" ")
-			}
-		}
-		sb.WriteString("\n")
-	}
-	return sb.String(), nil
+	return qrtext.Terminal(number)
 }
 
 // QRPNG renders number as a PNG QR code, size pixels square. It returns
@@ -180,9 +157,5 @@ func QRPNG(number string, size int) ([]byte, error) {
 	if !valid(number) {
 		return nil, ErrNotNumber
 	}
-	png, err := qrcode.Encode(number, qrcode.Medium, size)
-	if err != nil {
-		return nil, fmt.Errorf("safety: QR code: %w", err)
-	}
-	return png, nil
+	return qrtext.PNG(number, size)
 }
