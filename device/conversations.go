@@ -490,6 +490,22 @@ func (dv *Device) groupTarget(group string) ([]byte, error) {
 // its name or its Conversation.ID, and sends them the group's name and timer. It
 // is safe for concurrent use.
 func (dv *Device) AddMembers(ctx context.Context, group string, names []string) error {
+	return dv.onGroup(ctx, group, func(s *session, gid []byte) error {
+		if _, err := dv.refreshDirectory(ctx, s); err != nil {
+			return err
+		}
+		claims, err := dv.claimMembers(ctx, s, names)
+		if err != nil {
+			return err
+		}
+		_, err = dv.commitLocked(ctx, s, gid, addPlan(claims))
+		return err
+	})
+}
+
+// onGroup runs f on the group named by its name or Conversation.ID, with a
+// connection to the exchange and the device's lock held.
+func (dv *Device) onGroup(ctx context.Context, group string, f func(s *session, gid []byte) error) error {
 	s, err := dv.acquire(ctx)
 	if err != nil {
 		return err
@@ -504,15 +520,7 @@ func (dv *Device) AddMembers(ctx context.Context, group string, names []string) 
 	if err != nil {
 		return err
 	}
-	if _, err := dv.refreshDirectory(ctx, s); err != nil {
-		return err
-	}
-	claims, err := dv.claimMembers(ctx, s, names)
-	if err != nil {
-		return err
-	}
-	_, err = dv.commitLocked(ctx, s, gid, addPlan(claims))
-	return err
+	return f(s, gid)
 }
 
 // RemoveMembers removes officials (every device of each) from a group. This
@@ -521,31 +529,19 @@ func (dv *Device) RemoveMembers(ctx context.Context, group string, names []strin
 	if slices.Contains(names, dv.self.Name) {
 		return errors.New("device: this device's own official cannot be removed from a group")
 	}
-	s, err := dv.acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer dv.release(s)
-	dv.mu.Lock()
-	defer dv.mu.Unlock()
-	if err := dv.readyLocked(ctx, s); err != nil {
-		return err
-	}
-	gid, err := dv.groupTarget(group)
-	if err != nil {
-		return err
-	}
-	var rec *groupRec
-	if err := dv.v.View(func(tx *vault.Tx) (err error) { rec, err = loadGroupRec(tx, gid); return err }); err != nil {
-		return err
-	}
-	for _, n := range names {
-		if !slices.ContainsFunc(rec.Members, func(m memberRec) bool { return m.Name == n }) {
-			return fmt.Errorf("device: %s is not in the group", n)
+	return dv.onGroup(ctx, group, func(s *session, gid []byte) error {
+		var rec *groupRec
+		if err := dv.v.View(func(tx *vault.Tx) (err error) { rec, err = loadGroupRec(tx, gid); return err }); err != nil {
+			return err
 		}
-	}
-	_, err = dv.commitLocked(ctx, s, gid, dv.removePlan(func(m memberRec) bool { return slices.Contains(names, m.Name) }))
-	return err
+		for _, n := range names {
+			if !slices.ContainsFunc(rec.Members, func(m memberRec) bool { return m.Name == n }) {
+				return fmt.Errorf("device: %s is not in the group", n)
+			}
+		}
+		_, err := dv.commitLocked(ctx, s, gid, dv.removePlan(func(m memberRec) bool { return slices.Contains(names, m.Name) }))
+		return err
+	})
 }
 
 // SetDisappearing sets the conversation's disappearing timer (0 turns it off,
