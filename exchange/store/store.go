@@ -150,6 +150,11 @@ func (q Quotas) WithDefaults() Quotas {
 	return q
 }
 
+// MinNoticeRetention is the least time an expiry notice waits for its sender to
+// connect: a message with a short TTL (a disappearing message) must not leave
+// a sender who is offline a little longer unaware that it was not delivered.
+const MinNoticeRetention = 7 * 24 * time.Hour
+
 // Stats counts what a store holds, for operators and tests.
 type Stats struct {
 	Messages       int   // stored payloads (one per message, however many recipients)
@@ -198,7 +203,8 @@ type Store interface {
 
 	// Sweep deletes what expired at now: mailbox entries (recording a Notice for
 	// the sender per unacknowledged recipient, kept for as long again as the
-	// message's TTL), deduplication records, notices and blobs.
+	// message's TTL and at least MinNoticeRetention), deduplication records,
+	// notices and blobs.
 	Sweep(ctx context.Context, now time.Time) (Swept, error)
 
 	// TakeNotices returns up to limit of the sender's notices and deletes them.

@@ -196,8 +196,9 @@ func (w *writer) sweepMessages(now time.Time) (store.Swept, bool, error) {
 		if err != nil {
 			return out, false, err
 		}
-		// A notice is kept for as long again as the message's TTL.
-		keep := e.expires + max(e.expires-e.sentAt, 0)
+		// A notice is kept for as long again as the message's TTL, and at least
+		// store.MinNoticeRetention.
+		keep := e.expires + max(e.expires-e.sentAt, store.MinNoticeRetention.Milliseconds())
 		for _, r := range recipients {
 			res, err := w.conn.ExecContext(w.ctx, `DELETE FROM mailbox WHERE device = ? AND seq = ?`, r[:], e.seq)
 			if err != nil {
