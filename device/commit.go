@@ -89,8 +89,9 @@ func (dv *Device) prepareCommitLocked(s *session, gid []byte, plan planFunc) (*o
 		}
 		before := rosterOf(g)
 		// Every commit of this device carries a path: its keys in the group are
-		// renewed each time it changes the roster.
-		res, err := g.Commit(mls.CommitOptions{Proposals: p.proposals, ForcePath: true})
+		// renewed each time it changes the roster, and so is its certificate in
+		// its leaf when it has been renewed since.
+		res, err := g.Commit(mls.CommitOptions{Proposals: p.proposals, ForcePath: true, Credential: dv.staleCredential(g)})
 		if err != nil {
 			return fmt.Errorf("device: making commit: %w", err)
 		}
@@ -294,19 +295,36 @@ func (dv *Device) reconcileLocked(ctx context.Context, s *session) error {
 }
 
 // updateKeysIfDueLocked commits fresh keys for this device in a group where it
-// has not done so for keyUpdateInterval.
+// has not done so for keyUpdateInterval, or where its leaf still carries a
+// certificate older than its current one.
 func (dv *Device) updateKeysIfDueLocked(ctx context.Context, s *session, gid []byte) error {
 	_, err := dv.commitLocked(ctx, s, gid, func(g *mls.Group, rec *groupRec) (*commitPlan, error) {
 		last := rec.KeyUpdated
 		if last.IsZero() {
 			last = rec.Created
 		}
-		if dv.now().Sub(last) < keyUpdateInterval {
+		if dv.now().Sub(last) < keyUpdateInterval && dv.staleCredential(g) == nil {
 			return nil, nil
 		}
 		return &commitPlan{}, nil
 	})
 	return err
+}
+
+// staleCredential returns the device's current credential if its leaf in g
+// carries another certificate (one since renewed), and nil if it is current.
+func (dv *Device) staleCredential(g *mls.Group) *mls.Credential {
+	cred := dv.credential()
+	for _, m := range g.Members() {
+		if m.Leaf != g.OwnLeaf() {
+			continue
+		}
+		if len(m.Credential.Certificates) > 0 && bytes.Equal(m.Credential.Certificates[0], cred.Certificates[0]) {
+			return nil
+		}
+		return &cred
+	}
+	return nil
 }
 
 // addNewDevicesLocked adds the active devices of a conversation's officials that

@@ -124,9 +124,10 @@ func (d *directory) sequence() uint64 {
 // credential must be a device certificate of the root (authority.NewValidator) for
 // a device the verified directory lists as active. A certificate that expired is
 // still accepted for a member whose device the directory lists as active with a
-// current certificate for the same key: a long-lived group keeps members whose
-// leaf carries the certificate they joined with, while the authority vouches for
-// the key through the directory it signs now.
+// current certificate for the same key: a member's leaf carries the certificate
+// of its last commit (a device commits its renewed one at its next maintenance
+// pass, so this covers the time in between and members that are offline), while
+// the authority vouches for the key through the directory it signs now.
 func (dv *Device) validator() mls.CredentialValidator {
 	base := authority.NewValidator(dv.root, func(id authority.DeviceID) bool { return !dv.dir.Load().active(id) }, dv.now)
 	return mls.CredentialValidatorFunc(func(cred mls.Credential, key mls.SignaturePublicKey) error {

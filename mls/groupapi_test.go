@@ -547,3 +547,41 @@ func TestExternalJoinPSKNonce(t *testing.T) {
 		t.Fatal("external joiner's epoch authenticator differs")
 	}
 }
+
+// TestCommitNewCredential: a member replaces its credential (a renewed
+// certificate for the same key, say) with a commit; every member then sees the
+// new one in the member's leaf, and a joiner validates the new tree. A credential
+// the validator refuses, or of another type, is refused before anything is sent.
+func TestCommitNewCredential(t *testing.T) {
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	ms := newTestGroup(t, cs, 3)
+	renewed := NewBasicCredential([]byte("member-1, renewed"))
+	commitAndDeliver(t, ms[1], []*testMember{ms[0], ms[2]}, nil, CommitOptions{Credential: &renewed})
+	for _, m := range ms {
+		got := m.g.Members()[1].Credential
+		if !bytes.Equal(got.Identity, renewed.Identity) {
+			t.Errorf("%s sees member-1's credential %q, want the renewed one", m.name, got.Identity)
+		}
+	}
+	joiner := newTestMember(t, cs, "joiner")
+	commitAndDeliver(t, ms[0], []*testMember{ms[1], ms[2]}, []*testMember{joiner}, CommitOptions{Proposals: []*Proposal{addProposal(joiner)}})
+	if got := joiner.g.Members()[1].Credential.Identity; !bytes.Equal(got, renewed.Identity) {
+		t.Errorf("joiner sees %q", got)
+	}
+
+	refusing := errors.New("not this one")
+	ms[2].g.cfg.Validator = CredentialValidatorFunc(func(c Credential, _ SignaturePublicKey) error {
+		if bytes.Equal(c.Identity, []byte("forged")) {
+			return refusing
+		}
+		return nil
+	})
+	forged := NewBasicCredential([]byte("forged"))
+	if _, err := ms[2].g.Commit(CommitOptions{Credential: &forged}); !errors.Is(err, ErrCredentialRejected) {
+		t.Errorf("commit with a refused credential: %v", err)
+	}
+	x509 := Credential{Type: CredentialTypeX509, Certificates: [][]byte{{1}}}
+	if _, err := ms[2].g.Commit(CommitOptions{Credential: &x509}); !errors.Is(err, ErrInvalidProposal) {
+		t.Errorf("commit with a credential of another type: %v", err)
+	}
+}

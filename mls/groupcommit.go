@@ -35,6 +35,11 @@ type CommitOptions struct {
 	// ForcePath includes an UpdatePath even when the proposals do not require one,
 	// refreshing this member's keys (post-compromise security).
 	ForcePath bool
+	// Credential, when set, replaces this member's credential in its leaf (RFC 9420
+	// §7.3 lets an UpdatePath's leaf carry a new one), for example a renewed
+	// certificate for the same signature key. It implies an UpdatePath. It must pass
+	// Config.Validator with the member's signature key, as every receiver checks.
+	Credential *Credential
 	// AuthenticatedData travels unencrypted but authenticated with the commit.
 	AuthenticatedData []byte
 	// ExternalPub adds the external_pub extension to the new epoch's GroupInfo,
@@ -90,6 +95,15 @@ func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
 	cs := g.ctx.CipherSuite
 	rnd := g.cfg.rand()
 	me := Sender{Type: SenderTypeMember, LeafIndex: g.myLeaf}
+	if opts.Credential != nil {
+		own := g.tree.leaf(g.myLeaf)
+		if opts.Credential.Type != own.Credential.Type {
+			return nil, fmt.Errorf("%w: a new credential must be of the leaf's type", ErrInvalidProposal)
+		}
+		if err := g.cfg.validate(*opts.Credential, own.SignatureKey); err != nil {
+			return nil, err
+		}
+	}
 
 	for _, p := range opts.Proposals {
 		if err := g.validateProposal(p, me, true); err != nil {
@@ -110,7 +124,7 @@ func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
 		list, ownUpdate = g.validCachedProposals(opts.Proposals, me)
 	}
 	// This member's own Update is superseded by the path, which it therefore needs.
-	withPath := opts.ForcePath || ownUpdate
+	withPath := opts.ForcePath || ownUpdate || opts.Credential != nil
 	commit := &Commit{}
 	for _, cp := range list {
 		commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefTypeReference, Reference: cp.ref})
@@ -129,6 +143,9 @@ func (g *Group) Commit(opts CommitOptions) (*CommitResult, error) {
 	commitSecret := make([]byte, cs.Nh())
 	if a.needsPath || withPath {
 		leaf := g.tree.leaf(g.myLeaf).clone()
+		if opts.Credential != nil {
+			leaf.Credential = *opts.Credential // newUpdatePath copies the leaf
+		}
 		path, err = next.tree.newUpdatePath(cs, g.myLeaf, leaf, g.sigKey, g.ctx.GroupID, rnd)
 		if err != nil {
 			return nil, err
