@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"mahfooz/authority"
 	"mahfooz/device/vault"
@@ -16,6 +17,7 @@ import (
 
 // directory is a verified signed directory, indexed.
 type directory struct {
+	now       func() time.Time
 	signed    *authority.SignedDirectory
 	devices   map[authority.DeviceID]dirDevice
 	officials map[string]*authority.Official
@@ -30,13 +32,15 @@ type dirDevice struct {
 }
 
 // parseDirectory verifies raw against root and indexes it. A device whose
-// certificate does not parse is left out (and so treated as unknown).
-func parseDirectory(root *x509.Certificate, raw []byte) (*directory, error) {
+// certificate does not parse is left out (and so treated as unknown). now is the
+// clock against which a device's certificate is current.
+func parseDirectory(root *x509.Certificate, raw []byte, now func() time.Time) (*directory, error) {
 	sd, err := authority.VerifyDirectory(root, raw)
 	if err != nil {
 		return nil, err
 	}
 	d := &directory{
+		now:       now,
 		signed:    sd,
 		devices:   make(map[authority.DeviceID]dirDevice),
 		officials: make(map[string]*authority.Official),
@@ -76,7 +80,7 @@ func (dv *Device) checkRevocation(proof []byte) error {
 	if len(proof) == 0 {
 		return errNoRevocation
 	}
-	d, err := parseDirectory(dv.root, proof)
+	d, err := parseDirectory(dv.root, proof, dv.now)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errNoRevocation, err)
 	}
@@ -86,13 +90,16 @@ func (dv *Device) checkRevocation(proof []byte) error {
 	return nil
 }
 
-// active reports whether the directory lists the device as enrolled and unrevoked.
+// active reports whether the directory lists the device as enrolled, unrevoked
+// and with a current certificate. A device whose certificate expired can never
+// renew it (renewal needs a valid one) and will not come back: members remove
+// it from their groups as they do a revoked one, and nobody adds it.
 func (d *directory) active(id authority.DeviceID) bool {
 	if d == nil {
 		return false
 	}
-	_, ok := d.devices[id]
-	return ok
+	dev, ok := d.devices[id]
+	return ok && d.now().Before(dev.Cert.NotAfter)
 }
 
 // activeDevices returns the active devices of an official, sorted.
@@ -182,7 +189,7 @@ func (dv *Device) loadDirectory(tx *vault.Tx) error {
 	if err != nil {
 		return err
 	}
-	d, err := parseDirectory(dv.root, raw)
+	d, err := parseDirectory(dv.root, raw, dv.now)
 	if err != nil {
 		return fmt.Errorf("device: stored directory: %w", err)
 	}
@@ -199,7 +206,7 @@ func (dv *Device) refreshDirectory(ctx context.Context, s *session) (bool, error
 	if err != nil {
 		return false, fmt.Errorf("device: fetching the directory: %w", err)
 	}
-	d, err := parseDirectory(dv.root, raw)
+	d, err := parseDirectory(dv.root, raw, dv.now)
 	if err != nil {
 		return false, fmt.Errorf("device: directory from the exchange: %w", err)
 	}

@@ -32,8 +32,9 @@
 //     those who join learn them.
 //   - Every roster change (a device added or removed, a join) becomes a message in
 //     the conversation, so nobody is added or removed unseen.
-//   - Devices the directory no longer lists (revoked) are removed from every
-//     group by the first member to notice; the exchange lets one commit per epoch
+//   - Devices the directory no longer lists as active (revoked, or whose
+//     certificate expired unrenewed: such a device can never renew) are removed
+//     from every group by the first member to notice; the exchange lets one commit per epoch
 //     win and the others take it in and look again. New devices of a
 //     conversation's officials are added by the member with the lowest leaf.
 //   - Every commit of a device carries a path, and a device that has not

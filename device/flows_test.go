@@ -315,3 +315,44 @@ func TestRunReconnects(t *testing.T) {
 		t.Fatal("Run did not end after Close")
 	}
 }
+
+// TestDeviceLeftOfflineIsRemoved: a device that stays away past its certificate's
+// lifetime can never renew it. The members remove it from their groups (each
+// shows it), and the group can take new members again: a joiner would refuse a
+// tree with an expired certificate in it.
+func TestDeviceLeftOfflineIsRemoved(t *testing.T) {
+	e := newEnv(t)
+	alice, bob, carol, dave := e.enroll("alice"), e.enroll("bob"), e.enroll("carol"), e.enroll("dave")
+	if _, err := alice.CreateGroup(ctxT(t), "desk", []string{"bob", "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	bob.sync()
+	carol.sync()
+	dave.sync()
+	// Carol's phone goes into a drawer; the others keep renewing.
+	for range 2 {
+		e.clock.Advance(4 * 24 * time.Hour)
+		alice.sync()
+		bob.sync()
+		dave.sync()
+	}
+	alice.sync()
+	bob.sync()
+	for _, d := range []*testDevice{alice, bob} {
+		if slices.Contains(rosterDevices(d.groupNoFail(ConversationRef{Group: "desk"})), carol.Self().DeviceID) {
+			t.Fatalf("%s still has carol's expired device in the group", d.name)
+		}
+		if !containsSubstring(d.notes(ConversationRef{Group: "desk"}), "(its certificate expired)") {
+			t.Errorf("%s was not shown carol's device leaving: %q", d.name, d.notes(ConversationRef{Group: "desk"}))
+		}
+	}
+	if err := alice.AddMembers(ctxT(t), "desk", []string{"dave"}); err != nil {
+		t.Fatal(err)
+	}
+	dave.sync()
+	alice.send(ConversationRef{Group: "desk"}, "welcome dave")
+	dave.sync()
+	if got := dave.texts(ConversationRef{Group: "desk"}); !slices.Contains(got, "alice: welcome dave") {
+		t.Fatalf("dave sees %q", got)
+	}
+}

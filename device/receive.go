@@ -497,8 +497,11 @@ func (dv *Device) rosterNotes(who string, before, after []memberRec) []string {
 			continue
 		}
 		note := fmt.Sprintf("%s removed %s's device %s", who, m.Name, shortID(m.Device))
-		if d != nil && d.revoked[m.Device] {
+		switch {
+		case d != nil && d.revoked[m.Device]:
 			note = fmt.Sprintf("%s's device %s was removed by %s (revoked)", m.Name, shortID(m.Device), who)
+		case d != nil && !d.active(m.Device):
+			note = fmt.Sprintf("%s's device %s was removed by %s (its certificate expired)", m.Name, shortID(m.Device), who)
 		}
 		notes = append(notes, note)
 	}
