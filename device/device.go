@@ -155,7 +155,7 @@ func Enroll(ctx context.Context, cfg Config, exchangeAddr, ticketText string) (*
 	if err := v.Update(func(tx *vault.Tx) error { return tx.Put(bucketMeta, metaIdentity, sigKey.Bytes()) }); err != nil {
 		return fail(fmt.Errorf("device: storing the device key: %w", err))
 	}
-	id, chain, root, err := client.Enroll(ctx, exchangeAddr, ticket, csr, cfg.Dial)
+	id, chain, root, err := client.Enroll(ctx, exchangeAddr, ticket, csr, cfg.Dial, cfg.Now)
 	if err != nil {
 		return fail(fmt.Errorf("device: enrolling: %w", err))
 	}

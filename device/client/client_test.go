@@ -80,7 +80,7 @@ func (e *testExchange) enrol(t *testing.T, name string) enrolled {
 	_, k, _ := ed25519.GenerateKey(rand.Reader)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	id, chain, root, err := Enroll(ctx, e.addr, ticket, csrFor(t, k), nil)
+	id, chain, root, err := Enroll(ctx, e.addr, ticket, csrFor(t, k), nil, nil)
 	if err != nil {
 		t.Fatalf("Enroll: %v", err)
 	}
@@ -143,15 +143,15 @@ func TestEnrollRefusesOtherAuthoritysExchange(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// A server of another authority never sees the ticket...
-	if _, _, _, err := Enroll(ctx, other.addr, ticket, csrFor(t, k), nil); !errors.Is(err, ErrWrongExchange) {
+	if _, _, _, err := Enroll(ctx, other.addr, ticket, csrFor(t, k), nil, nil); !errors.Is(err, ErrWrongExchange) {
 		t.Fatalf("Enroll at another authority's exchange: %v, want ErrWrongExchange", err)
 	}
 	// ...so it is still good at the right one.
-	if _, _, _, err := Enroll(ctx, mine.addr, ticket, csrFor(t, k), nil); err != nil {
+	if _, _, _, err := Enroll(ctx, mine.addr, ticket, csrFor(t, k), nil, nil); err != nil {
 		t.Fatalf("Enroll after refusing the wrong exchange: %v", err)
 	}
 	// And only once.
-	_, _, _, err = Enroll(ctx, mine.addr, ticket, csrFor(t, k), nil)
+	_, _, _, err = Enroll(ctx, mine.addr, ticket, csrFor(t, k), nil, nil)
 	if wire.CodeOf(err) != wire.CodeTicketInvalid {
 		t.Fatalf("second use of a ticket: %v, want ticket_invalid", err)
 	}
@@ -209,5 +209,27 @@ func TestTTLSeconds(t *testing.T) {
 		if got := ttlSeconds(tc.d); got != tc.want {
 			t.Errorf("ttlSeconds(%v) = %d, want %d", tc.d, got, tc.want)
 		}
+	}
+}
+
+// TestEnrollUsesItsClock: certificates are checked against the clock given, so a
+// device whose clock is a month ahead refuses the exchange (whose certificate is
+// not valid then) before the ticket leaves it; with the right clock it enrols.
+func TestEnrollUsesItsClock(t *testing.T) {
+	e := newTestExchange(t)
+	tk, err := e.a.Enroll("Eun", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticket, _ := authority.ParseTicket(tk.Text())
+	_, k, _ := ed25519.GenerateKey(rand.Reader)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ahead := func() time.Time { return time.Now().Add(400 * 24 * time.Hour) }
+	if _, _, _, err := Enroll(ctx, e.addr, ticket, csrFor(t, k), nil, ahead); !errors.Is(err, ErrWrongExchange) {
+		t.Fatalf("Enroll with a clock a year ahead: %v, want ErrWrongExchange", err)
+	}
+	if _, _, _, err := Enroll(ctx, e.addr, ticket, csrFor(t, k), nil, nil); err != nil {
+		t.Fatalf("Enroll with the right clock after a refused attempt: %v", err)
 	}
 }

@@ -25,8 +25,12 @@ var ErrWrongExchange = errors.New("client: the exchange is not the ticket's auth
 // is the ticket's, sends the ticket with the certificate request csrDER, and
 // checks the answer: a device certificate of that root for the CSR's key. It
 // returns the device's ID, the chain (device certificate first, root last) and the
-// root, which the device keeps as its trust anchor from then on.
-func Enroll(ctx context.Context, addr string, ticket authority.Ticket, csrDER []byte, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (authority.DeviceID, [][]byte, *x509.Certificate, error) {
+// root, which the device keeps as its trust anchor from then on. now is the
+// clock certificates are checked against; nil is time.Now.
+func Enroll(ctx context.Context, addr string, ticket authority.Ticket, csrDER []byte, dial func(ctx context.Context, network, addr string) (net.Conn, error), now func() time.Time) (authority.DeviceID, [][]byte, *x509.Certificate, error) {
+	if now == nil {
+		now = time.Now
+	}
 	var none authority.DeviceID
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
@@ -45,10 +49,10 @@ func Enroll(ctx context.Context, addr string, ticket authority.Ticket, csrDER []
 	// needs the root) is replaced by one that takes the root from the exchange's
 	// own chain, checks its fingerprint, and then verifies as usual.
 	var root *x509.Certificate
-	tcfg := tlsConfig(time.Now)
+	tcfg := tlsConfig(now)
 	tcfg.InsecureSkipVerify = true
 	tcfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		r, err := verifyExchange(cs.PeerCertificates, ticket.Root, host)
+		r, err := verifyExchange(cs.PeerCertificates, ticket.Root, host, now())
 		if err != nil {
 			return err
 		}
@@ -87,7 +91,7 @@ func Enroll(ctx context.Context, addr string, ticket authority.Ticket, csrDER []
 	case *wire.Error:
 		return none, nil, nil, m
 	case *wire.EnrollResult:
-		if err := checkIssued(m, root, csrKey); err != nil {
+		if err := checkIssued(m, root, csrKey, now()); err != nil {
 			return none, nil, nil, err
 		}
 		return authority.DeviceID(m.DeviceID), m.Chain, root, nil
@@ -98,7 +102,7 @@ func Enroll(ctx context.Context, addr string, ticket authority.Ticket, csrDER []
 
 // verifyExchange checks the exchange's chain (leaf first) against the root it
 // carries, which must have the ticket's fingerprint, and returns that root.
-func verifyExchange(chain []*x509.Certificate, fp authority.Fingerprint, host string) (*x509.Certificate, error) {
+func verifyExchange(chain []*x509.Certificate, fp authority.Fingerprint, host string, now time.Time) (*x509.Certificate, error) {
 	if len(chain) < 2 {
 		return nil, fmt.Errorf("%w: no root in its chain", ErrWrongExchange)
 	}
@@ -114,6 +118,7 @@ func verifyExchange(chain []*x509.Certificate, fp authority.Fingerprint, host st
 	}
 	if _, err := chain[0].Verify(x509.VerifyOptions{
 		DNSName:       host,
+		CurrentTime:   now,
 		Roots:         roots,
 		Intermediates: inter,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
@@ -126,11 +131,11 @@ func verifyExchange(chain []*x509.Certificate, fp authority.Fingerprint, host st
 // checkIssued checks an EnrollResult: the chain ends in the root the exchange
 // proved, and its first certificate is a device certificate of that root for the
 // device's own key.
-func checkIssued(r *wire.EnrollResult, root *x509.Certificate, key ed25519.PublicKey) error {
+func checkIssued(r *wire.EnrollResult, root *x509.Certificate, key ed25519.PublicKey, now time.Time) error {
 	if len(r.Chain) < 2 || !bytes.Equal(r.Chain[len(r.Chain)-1], root.Raw) {
 		return errors.New("client: enrolment result: chain does not end in the authority root")
 	}
-	cert, id, err := authority.VerifyDeviceCertificate(root, r.Chain[0], time.Now())
+	cert, id, err := authority.VerifyDeviceCertificate(root, r.Chain[0], now)
 	if err != nil {
 		return fmt.Errorf("client: enrolment result: %w", err)
 	}
