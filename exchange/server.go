@@ -391,8 +391,13 @@ func remoteIP(c net.Conn) netip.Addr {
 // pushes an authenticated device's mailbox, then reads and answers requests until
 // the connection ends.
 func (s *Server) serveConn(c *conn) {
-	defer s.wg.Done()
-	defer s.forget(c)
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.forget(c)
+			s.wg.Done()
+		}
+	}()
 
 	remote := remoteIP(c.raw)
 	c.raw.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
@@ -438,8 +443,16 @@ func (s *Server) serveConn(c *conn) {
 	} else {
 		c.goLive(0)
 	}
-	s.serveDevice(c, tc)
-	s.log.Info("exchange: device disconnected", "device", id.String())
+	// The handshake grew this goroutine's stack to 8 KiB, which an idle connection
+	// would keep for its whole life; a fresh goroutine, which takes over the
+	// connection and its place in s.wg, blocks in its reads on a smaller one.
+	handedOff = true
+	go func() {
+		defer s.wg.Done()
+		defer s.forget(c)
+		s.serveDevice(c, tc)
+		s.log.Info("exchange: device disconnected", "device", id.String())
+	}()
 }
 
 // serveDevice reads an authenticated device's requests until the connection ends.
