@@ -99,6 +99,14 @@ func newEnv(t *testing.T, rate Rate) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.serve(t)
+	return e
+}
+
+// serve runs e.srv on 127.0.0.1 until the test ends, then checks that it closed
+// cleanly. It sets e.addr.
+func (e *env) serve(t testing.TB) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +122,6 @@ func newEnv(t *testing.T, rate Rate) *env {
 			t.Errorf("Serve: %v, want ErrServerClosed", err)
 		}
 	})
-	return e
 }
 
 // client is a device's side of one connection.

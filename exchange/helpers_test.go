@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -72,24 +71,13 @@ func newStoreEnv(t testing.TB, configure func(*Config)) *storeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.addr = ln.Addr().String()
-	served := make(chan error, 1)
-	go func() { served <- e.srv.Serve(ln) }()
+	// Cleanups run last first: the store closes after the server.
 	t.Cleanup(func() {
-		if err := e.srv.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		if err := <-served; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve: %v, want ErrServerClosed", err)
-		}
 		if err := e.store.Close(); err != nil {
 			t.Errorf("closing the store: %v", err)
 		}
 	})
+	e.serve(t)
 	return e
 }
 
