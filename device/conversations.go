@@ -273,22 +273,12 @@ func (dv *Device) SendText(ctx context.Context, conv ConversationRef, text strin
 
 // sendContent sends one shown message to a conversation, starting a direct one
 // if needed.
-func (dv *Device) sendContent(ctx context.Context, conv ConversationRef, c *content) (Message, error) {
-	s, err := dv.acquire(ctx)
-	if err != nil {
-		return Message{}, err
-	}
-	defer dv.release(s)
-	dv.mu.Lock()
-	defer dv.mu.Unlock()
-	if err := dv.readyLocked(ctx, s); err != nil {
-		return Message{}, err
-	}
-	gid, err := dv.targetLocked(ctx, s, conv)
-	if err != nil {
-		return Message{}, err
-	}
-	return dv.sendShownLocked(ctx, s, gid, c)
+func (dv *Device) sendContent(ctx context.Context, conv ConversationRef, c *content) (m Message, err error) {
+	err = dv.onConversation(ctx, conv, func(s *session, gid []byte) (err error) {
+		m, err = dv.sendShownLocked(ctx, s, gid, c)
+		return err
+	})
+	return m, err
 }
 
 func (dv *Device) sendShownLocked(ctx context.Context, s *session, gid []byte, c *content) (Message, error) {
@@ -412,32 +402,28 @@ func (dv *Device) CreateGroup(ctx context.Context, name string, members []string
 	if !validName(name) {
 		return Conversation{}, errors.New("device: a group name is 1 to 255 bytes of text")
 	}
-	s, err := dv.acquire(ctx)
+	var conv Conversation
+	var started error // the group exists, but a later step of starting it failed
+	err := dv.withSession(ctx, func(s *session) error {
+		if _, err := dv.refreshDirectory(ctx, s); err != nil {
+			return err
+		}
+		claims, err := dv.claimMembers(ctx, s, append(slices.Clone(members), dv.self.Name))
+		if err != nil {
+			return err
+		}
+		gid, err := dv.startGroupLocked(ctx, s, &groupRec{Kind: kindGroup, Name: name}, claims)
+		if err != nil && gid == nil {
+			return err
+		}
+		started = err
+		conv, err = dv.conversationOf(gid)
+		return err
+	})
 	if err != nil {
 		return Conversation{}, err
 	}
-	defer dv.release(s)
-	dv.mu.Lock()
-	defer dv.mu.Unlock()
-	if err := dv.readyLocked(ctx, s); err != nil {
-		return Conversation{}, err
-	}
-	if _, err := dv.refreshDirectory(ctx, s); err != nil {
-		return Conversation{}, err
-	}
-	claims, err := dv.claimMembers(ctx, s, append(slices.Clone(members), dv.self.Name))
-	if err != nil {
-		return Conversation{}, err
-	}
-	gid, err := dv.startGroupLocked(ctx, s, &groupRec{Kind: kindGroup, Name: name}, claims)
-	if err != nil && gid == nil {
-		return Conversation{}, err
-	}
-	convs, cerr := dv.conversationOf(gid)
-	if cerr != nil {
-		return Conversation{}, cerr
-	}
-	return convs, err
+	return conv, started
 }
 
 // claimMembers claims KeyPackages of every device of the named officials. Every
@@ -503,9 +489,9 @@ func (dv *Device) AddMembers(ctx context.Context, group string, names []string) 
 	})
 }
 
-// onGroup runs f on the group named by its name or Conversation.ID, with a
-// connection to the exchange and the device's lock held.
-func (dv *Device) onGroup(ctx context.Context, group string, f func(s *session, gid []byte) error) error {
+// withSession runs f with a connection to the exchange, the device's lock held
+// and what the exchange holds for the device processed.
+func (dv *Device) withSession(ctx context.Context, f func(s *session) error) error {
 	s, err := dv.acquire(ctx)
 	if err != nil {
 		return err
@@ -516,11 +502,31 @@ func (dv *Device) onGroup(ctx context.Context, group string, f func(s *session, 
 	if err := dv.readyLocked(ctx, s); err != nil {
 		return err
 	}
-	gid, err := dv.groupTarget(group)
-	if err != nil {
-		return err
-	}
-	return f(s, gid)
+	return f(s)
+}
+
+// onGroup runs f, as withSession does, on the group named by its name or
+// Conversation.ID.
+func (dv *Device) onGroup(ctx context.Context, group string, f func(s *session, gid []byte) error) error {
+	return dv.withSession(ctx, func(s *session) error {
+		gid, err := dv.groupTarget(group)
+		if err != nil {
+			return err
+		}
+		return f(s, gid)
+	})
+}
+
+// onConversation runs f, as withSession does, on the group that carries the
+// conversation, starting a direct one if needed.
+func (dv *Device) onConversation(ctx context.Context, conv ConversationRef, f func(s *session, gid []byte) error) error {
+	return dv.withSession(ctx, func(s *session) error {
+		gid, err := dv.targetLocked(ctx, s, conv)
+		if err != nil {
+			return err
+		}
+		return f(s, gid)
+	})
 }
 
 // RemoveMembers removes officials (every device of each) from a group. This
@@ -552,34 +558,26 @@ func (dv *Device) SetDisappearing(ctx context.Context, conv ConversationRef, d t
 	if !validTimer(d) {
 		return errors.New("device: the timer is whole seconds from 0 to one year")
 	}
-	s, err := dv.acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer dv.release(s)
-	dv.mu.Lock()
-	defer dv.mu.Unlock()
-	if err := dv.readyLocked(ctx, s); err != nil {
-		return err
-	}
-	var recs []*groupRec
-	if err := dv.v.View(func(tx *vault.Tx) (err error) { recs, err = dv.resolve(tx, conv); return err }); err != nil {
-		return err
-	}
-	sent := false
-	for _, r := range recs {
-		if !r.Active {
-			continue
-		}
-		if _, err := dv.sendAppLocked(ctx, s, r.ID, &content{Type: contentTimer, Timer: d}, !sent); err != nil {
+	return dv.withSession(ctx, func(s *session) error {
+		var recs []*groupRec
+		if err := dv.v.View(func(tx *vault.Tx) (err error) { recs, err = dv.resolve(tx, conv); return err }); err != nil {
 			return err
 		}
-		sent = true
-	}
-	if !sent {
-		return ErrNotMember
-	}
-	return nil
+		sent := false
+		for _, r := range recs {
+			if !r.Active {
+				continue
+			}
+			if _, err := dv.sendAppLocked(ctx, s, r.ID, &content{Type: contentTimer, Timer: d}, !sent); err != nil {
+				return err
+			}
+			sent = true
+		}
+		if !sent {
+			return ErrNotMember
+		}
+		return nil
+	})
 }
 
 // Unread returns every message of every conversation that arrived (or was

@@ -59,24 +59,16 @@ func (dv *Device) SendFile(ctx context.Context, conv ConversationRef, path strin
 		return Message{}, err
 	}
 
-	s, err := dv.acquire(ctx)
-	if err != nil {
-		return Message{}, err
-	}
-	defer dv.release(s)
-	dv.mu.Lock()
-	defer dv.mu.Unlock()
-	if err := dv.readyLocked(ctx, s); err != nil {
-		return Message{}, err
-	}
-	gid, err := dv.targetLocked(ctx, s, conv)
-	if err != nil {
-		return Message{}, err
-	}
-	if err := dv.uploadLocked(ctx, s, gid, ref.BlobID, chunks); err != nil {
-		return Message{}, err
-	}
-	return dv.sendShownLocked(ctx, s, gid, &content{Type: contentFile, File: ref})
+	var m Message
+	err = dv.onConversation(ctx, conv, func(s *session, gid []byte) error {
+		if err := dv.uploadLocked(ctx, s, gid, ref.BlobID, chunks); err != nil {
+			return err
+		}
+		var serr error
+		m, serr = dv.sendShownLocked(ctx, s, gid, &content{Type: contentFile, File: ref})
+		return serr
+	})
+	return m, err
 }
 
 // uploadLocked stores an attachment's ciphertext at the exchange for the group's

@@ -153,17 +153,9 @@ func (dv *Device) acquire(ctx context.Context) (*session, error) {
 		if err != nil {
 			return nil, err
 		}
-		dv.connMu.Lock()
-		if cur := dv.sess; cur != nil && cur.alive() {
-			// Another caller connected meanwhile: use theirs.
-			cur.refs++
-			dv.connMu.Unlock()
-			s.c.Close()
+		if cur := dv.adopt(s); cur != s {
 			return cur, nil
 		}
-		s.refs = 1
-		dv.sess = s
-		dv.connMu.Unlock()
 		select {
 		case <-dv.closing:
 			dv.release(s)
@@ -322,18 +314,24 @@ func (dv *Device) runConnect(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	return dv.adopt(s), nil
+}
+
+// adopt makes a newly dialled session the device's current one, holding one
+// reference, unless another caller connected meanwhile: then s is closed and
+// theirs is shared instead. It returns the session to use.
+func (dv *Device) adopt(s *session) *session {
 	dv.connMu.Lock()
 	if cur := dv.sess; cur != nil && cur.alive() {
-		// An operation connected meanwhile: share its connection.
 		cur.refs++
 		dv.connMu.Unlock()
-		s.c.Close()
-		return cur, nil
+		s.c.Close() // not under connMu: closing waits for the client's goroutines
+		return cur
 	}
 	s.refs = 1
 	dv.sess = s
 	dv.connMu.Unlock()
-	return s, nil
+	return s
 }
 
 // waitRun waits d while sweeping on every tick, or less if kicked.
