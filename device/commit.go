@@ -314,17 +314,15 @@ func (dv *Device) updateKeysIfDueLocked(ctx context.Context, s *session, gid []b
 // staleCredential returns the device's current credential if its leaf in g
 // carries another certificate (one since renewed), and nil if it is current.
 func (dv *Device) staleCredential(g *mls.Group) *mls.Credential {
-	cred := dv.credential()
-	for _, m := range g.Members() {
-		if m.Leaf != g.OwnLeaf() {
-			continue
-		}
-		if len(m.Credential.Certificates) > 0 && bytes.Equal(m.Credential.Certificates[0], cred.Certificates[0]) {
-			return nil
-		}
-		return &cred
+	m, ok := g.Member(g.OwnLeaf())
+	if !ok {
+		return nil
 	}
-	return nil
+	cred := dv.credential()
+	if len(m.Credential.Certificates) > 0 && bytes.Equal(m.Credential.Certificates[0], cred.Certificates[0]) {
+		return nil
+	}
+	return &cred
 }
 
 // addNewDevicesLocked adds the active devices of a conversation's officials that
