@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,13 +84,13 @@ func TestNoPlaintextAtExchange(t *testing.T) {
 	}
 
 	// The recipients read everything, so the canaries did travel.
-	if got := bilal.texts(device.ConversationRef{To: "Amina"}); !contains(got, direct) {
+	if got := bilal.texts(device.ConversationRef{To: "Amina"}); !slices.Contains(got, direct) {
 		t.Fatalf("Bilal did not receive the direct message: %q", got)
 	}
 	if err := chen.device().Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := chen.texts(g); !contains(got, inGroup) {
+	if got := chen.texts(g); !slices.Contains(got, inGroup) {
 		t.Fatalf("Chen did not receive the group message: %q", got)
 	}
 	ms, err := chen.device().Messages(g)
@@ -113,7 +114,7 @@ func TestNoPlaintextAtExchange(t *testing.T) {
 	if err := amina.device().Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := amina.texts(device.ConversationRef{To: "Bilal"}); !contains(got, reply) {
+	if got := amina.texts(device.ConversationRef{To: "Bilal"}); !slices.Contains(got, reply) {
 		t.Fatalf("Amina did not receive the reply: %q", got)
 	}
 
@@ -144,13 +145,4 @@ func TestNoPlaintextAtExchange(t *testing.T) {
 		t.Fatalf("scanned only %d files (%d bytes)", len(scanned), total)
 	}
 	t.Logf("scanned %d files, %d bytes: no canary found", len(scanned), total)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,7 +126,7 @@ func TestCLIContract(t *testing.T) {
 	// One to one, exactly once.
 	amina.must("send", "--to", "Bilal", "the figures are final")
 	got := bilal.receive()
-	if want := []string{"Amina: the figures are final"}; !equal(texts(got), want) {
+	if want := []string{"Amina: the figures are final"}; !slices.Equal(texts(got), want) {
 		t.Fatalf("Bilal received %q, want %q", texts(got), want)
 	}
 	if again := texts(bilal.receive()); len(again) != 0 {
@@ -142,7 +143,7 @@ func TestCLIContract(t *testing.T) {
 	amina.must("send", "--group", "Cabinet", "--file", file)
 	saveDir := filepath.Join(dir, "chen-files")
 	got = chen.receive("--save", saveDir)
-	if want := []string{"Amina: meeting at ten"}; !equal(texts(got), want) {
+	if want := []string{"Amina: meeting at ten"}; !slices.Equal(texts(got), want) {
 		t.Fatalf("Chen received %q, want %q", texts(got), want)
 	}
 	var roster, files int
@@ -193,16 +194,4 @@ func TestCLIContract(t *testing.T) {
 	if _, err := chen.run("device", "info"); err == nil || !strings.Contains(err.Error(), "hint:") {
 		t.Fatalf("device info after wipe: %v", err)
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
