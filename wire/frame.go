@@ -136,6 +136,10 @@ func sizeHint(m Message) int {
 		return fixed + len(m.Data)
 	case *Directory:
 		return fixed + len(m.Signed)
+	case *JoinCall:
+		return fixed + IDSize*len(m.Members) + len(m.Offer)
+	case *CallJoined:
+		return fixed + len(m.Answer)
 	}
 	return fixed
 }

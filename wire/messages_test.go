@@ -57,6 +57,11 @@ func examples() []Message {
 		&UploadChunk{BlobID: id16(8), Index: 3, Last: true, Data: []byte{1}},
 		&DownloadChunk{BlobID: id16(8), Index: 3},
 		&BlobChunk{BlobID: id16(8), Index: 3, Last: true, Data: payload[:9]},
+		&JoinCall{CallID: id16(10), Members: []DeviceID{id16(1), id16(2), id16(3)}, Offer: "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n"},
+		&JoinCall{CallID: id16(11), Members: []DeviceID{id16(1)}, Offer: "v"},
+		&CallJoined{Answer: "v=0\r\na=ice-lite\r\n"},
+		&SetCallMembers{CallID: id16(10), Members: []DeviceID{id16(1), id16(3)}},
+		&LeaveCall{CallID: id16(10)},
 	}
 }
 
@@ -128,6 +133,17 @@ func TestTruncatedAndTrailing(t *testing.T) {
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
+// manyIDs returns n strictly increasing device IDs, concatenated.
+func manyIDs(n int) []byte {
+	out := make([]byte, 0, n*IDSize)
+	for i := range n {
+		var id DeviceID
+		id[0], id[1] = byte(i>>8), byte(i)
+		out = append(out, id[:]...)
+	}
+	return out
+}
+
 func u64(v uint64) []byte {
 	return []byte{byte(v >> 56), byte(v >> 48), byte(v >> 40), byte(v >> 32), byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
 }
@@ -183,6 +199,15 @@ func TestRejects(t *testing.T) {
 		{"welcome frame limit 0", TypeWelcome, cat([]byte{0, 1}, u64(1), []byte{0, 0, 0, 0}, bytes.Repeat([]byte{0, 0, 0, 1}, 4))},
 		{"welcome frame limit above max", TypeWelcome, cat([]byte{0, 1}, u64(1), []byte{0, 0x10, 0, 1}, bytes.Repeat([]byte{0, 0, 0, 1}, 4))},
 		{"enroll ticket not UTF-8", TypeEnroll, []byte{1, 0x80, 1, 1}},
+		{"join call no members", TypeJoinCall, cat(dev1[:], []byte{0}, []byte{1, 'v'})},
+		{"join call members out of order", TypeJoinCall, cat(dev1[:], []byte{32}, dev2[:], dev1[:], []byte{1, 'v'})},
+		{"join call empty offer", TypeJoinCall, cat(dev1[:], []byte{16}, dev1[:], []byte{0})},
+		{"join call offer not UTF-8", TypeJoinCall, cat(dev1[:], []byte{16}, dev1[:], []byte{1, 0xff})},
+		{"join call too many members", TypeJoinCall, cat(dev1[:], []byte{0x50, 0x10}, manyIDs(MaxCallMembers+1), []byte{1, 'v'})},
+		{"call joined empty answer", TypeCallJoined, []byte{0}},
+		{"set call members none", TypeSetCallMembers, cat(dev1[:], []byte{0})},
+		{"set call members duplicate", TypeSetCallMembers, cat(dev1[:], []byte{32}, dev2[:], dev2[:])},
+		{"leave call short", TypeLeaveCall, dev1[:15]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -214,6 +239,11 @@ func TestEncodeRefuses(t *testing.T) {
 		&Expired{},
 		&CreateBlob{},
 		&UploadChunk{Data: make([]byte, MaxChunkSize+1)},
+		&JoinCall{Members: []DeviceID{id16(1)}},
+		&JoinCall{Offer: "v"},
+		&JoinCall{Members: []DeviceID{id16(1)}, Offer: strings.Repeat("v", MaxSDPSize+1)},
+		&CallJoined{},
+		&SetCallMembers{Members: []DeviceID{id16(2), id16(1)}},
 	}
 	for _, m := range tests {
 		if b, err := Marshal(m); err == nil {
@@ -268,6 +298,7 @@ func TestTypeNumbersAreStable(t *testing.T) {
 		TypeUploadKeyPackages: 32, TypeClaimKeyPackage: 33, TypeKeyPackages: 34, TypeGetDirectory: 35, TypeDirectory: 36, TypeDirectoryUpdated: 37,
 		TypeSend: 48, TypeSendResult: 49, TypeDeliver: 50, TypeAck: 51, TypeExpired: 52, TypeRevoked: 53,
 		TypeCreateBlob: 64, TypeUploadChunk: 65, TypeDownloadChunk: 66, TypeBlobChunk: 67,
+		TypeJoinCall: 80, TypeCallJoined: 81, TypeSetCallMembers: 82, TypeLeaveCall: 83,
 	}
 	if len(want) != len(types) {
 		t.Fatalf("%d types registered, %d pinned", len(types), len(want))

@@ -136,6 +136,11 @@ const (
 	TypeUploadChunk   MessageType = 65 // client → exchange, answered by OK
 	TypeDownloadChunk MessageType = 66 // client → exchange
 	TypeBlobChunk     MessageType = 67 // exchange → client
+
+	TypeJoinCall       MessageType = 80 // client → exchange
+	TypeCallJoined     MessageType = 81 // exchange → client
+	TypeSetCallMembers MessageType = 82 // client → exchange, answered by OK
+	TypeLeaveCall      MessageType = 83 // client → exchange, answered by OK
 )
 
 // Side is who may send a message type.
@@ -180,6 +185,10 @@ var types = map[MessageType]typeInfo{
 	TypeUploadChunk:       {"UploadChunk", SideClient, func() Message { return new(UploadChunk) }},
 	TypeDownloadChunk:     {"DownloadChunk", SideClient, func() Message { return new(DownloadChunk) }},
 	TypeBlobChunk:         {"BlobChunk", SideExchange, func() Message { return new(BlobChunk) }},
+	TypeJoinCall:          {"JoinCall", SideClient, func() Message { return new(JoinCall) }},
+	TypeCallJoined:        {"CallJoined", SideExchange, func() Message { return new(CallJoined) }},
+	TypeSetCallMembers:    {"SetCallMembers", SideClient, func() Message { return new(SetCallMembers) }},
+	TypeLeaveCall:         {"LeaveCall", SideClient, func() Message { return new(LeaveCall) }},
 }
 
 // Known reports whether t is a message type of this protocol version.
@@ -222,7 +231,7 @@ const (
 	CodeUnexpectedMessage  Code = 13 // known type, but not valid from this side or at this point
 	CodeInvalidRequest     Code = 14 // decodes, but the values are not acceptable
 	CodeConflict           Code = 15 // a message or blob ID reused with different content
-	CodeQuotaExceeded      Code = 16 // the recipient's mailbox or the blob store is full
+	CodeQuotaExceeded      Code = 16 // the recipient's mailbox or the blob store is full, or the device is in too many calls
 	CodeUnavailable        Code = 17 // the exchange is shutting down or degraded; retry later
 )
 
