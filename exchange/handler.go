@@ -41,6 +41,16 @@ func (s *Server) handle(c *conn, f wire.Frame) {
 		c.sendMessage(f.RequestID, &wire.Pong{})
 		return
 	}
+	switch m.(type) {
+	case *wire.JoinCall, *wire.SetCallMembers, *wire.LeaveCall:
+		// Calls need the relay, not the store.
+		if !s.devLimiter.allow(c.device) {
+			c.reply(f.RequestID, wire.CodeRateLimited, "")
+			return
+		}
+		s.handleCall(c, f.RequestID, m)
+		return
+	}
 	if s.cfg.Store == nil {
 		c.reply(f.RequestID, wire.CodeUnavailable, "no store")
 		return

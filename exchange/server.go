@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"mahfooz/authority"
+	"mahfooz/exchange/relay"
 	"mahfooz/exchange/store"
 	"mahfooz/wire"
 )
@@ -119,6 +120,10 @@ type Config struct {
 	MaxQueue int
 	// WriteTimeout bounds one write to a connection; zero is DefaultWriteTimeout.
 	WriteTimeout time.Duration
+	// Media is the call relay that JoinCall, SetCallMembers and LeaveCall use;
+	// nil answers them with Error{unavailable}. The server takes a device out of
+	// every call when its last connection closes; it does not close the relay.
+	Media *relay.Relay
 }
 
 // Server is the exchange. Its methods are safe for concurrent use.
@@ -345,14 +350,21 @@ func (s *Server) forget(c *conn) {
 		c.flush(revokedWriteTimeout)
 	}
 	c.close()
+	last := false
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	delete(s.conns, c)
 	if m := s.devices[c.device]; m != nil {
 		delete(m, c)
 		if len(m) == 0 {
 			delete(s.devices, c.device)
+			last = true
 		}
+	}
+	s.mu.Unlock()
+	if last && s.cfg.Media != nil {
+		// A device's media lives no longer than its last admitted connection, so
+		// that a revoked or departed device loses the call at once.
+		s.cfg.Media.DropDevice(c.device)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"mahfooz/authority"
 	"mahfooz/exchange"
+	"mahfooz/exchange/relay"
 	"mahfooz/exchange/store/sqlite"
 )
 
@@ -98,9 +99,12 @@ func (c *exchangeCLI) serve(ctx context.Context, args []string) error {
 	listen := fs.String("listen", defaultListen, "TCP `address` to listen on")
 	var hosts hostList
 	fs.Var(&hosts, "host", "another `name` or IP address devices use to reach the exchange, for its certificate (repeatable)")
+	media := fs.String("media", "", "UDP `address` for call media, e.g. :7444 (one port for every call); empty disables calls")
+	var advertise hostList
+	fs.Var(&advertise, "media-advertise", "an `IP` address devices reach the media port at, put in the relay's candidates in place of the socket's own (repeatable; for a relay behind a 1:1 NAT)")
 	debug := fs.Bool("debug", false, "log every request's routing metadata")
 	fs.Usage = func() {
-		fmt.Fprintf(c.stderr, "usage: mahfooz exchange serve --authority DIR --home DIR [--listen ADDR] [--host NAME ...]\n\n"+
+		fmt.Fprintf(c.stderr, "usage: mahfooz exchange serve --authority DIR --home DIR [--listen ADDR] [--host NAME ...] [--media ADDR]\n\n"+
 			"The root key's passphrase comes from $%s, or else is asked for on the terminal.\n\nflags:\n", envPassphrase)
 		fs.PrintDefaults()
 	}
@@ -112,6 +116,14 @@ func (c *exchangeCLI) serve(ctx context.Context, args []string) error {
 	}
 	if *home == "" {
 		return &hintError{errors.New("exchange: no home directory"), "pass --home DIR or set " + envExchangeHome}
+	}
+	for _, ip := range advertise {
+		if net.ParseIP(ip) == nil {
+			return &hintError{fmt.Errorf("exchange: --media-advertise %q is not an IP address", ip), "give the address devices reach the media port at"}
+		}
+	}
+	if len(advertise) > 0 && *media == "" {
+		return &hintError{errors.New("exchange: --media-advertise without --media"), "pass --media ADDR to enable calls"}
 	}
 	if err := os.MkdirAll(*home, 0o700); err != nil {
 		return fmt.Errorf("exchange: %w", err)
@@ -141,16 +153,34 @@ func (c *exchangeCLI) serve(ctx context.Context, args []string) error {
 		ln.Close()
 		return err
 	}
+	var rel *relay.Relay
+	if *media != "" {
+		udp, err := net.ListenPacket("udp", *media)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("exchange: media: %w", err)
+		}
+		if rel, err = relay.New(relay.Config{Conn: udp, Advertise: advertise, Logger: logger}); err != nil {
+			udp.Close()
+			ln.Close()
+			return err
+		}
+		defer rel.Close() // after the server, which drops devices from calls as it closes
+	}
 	srv, err := exchange.NewServer(exchange.Config{
 		Registry:   a.Registry,
 		Authority:  a,
 		ServerCert: cert,
 		Store:      st,
 		Logger:     logger,
+		Media:      rel,
 	})
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	if rel != nil {
+		fmt.Fprintf(c.stderr, "exchange: call media on udp %s\n", rel.Addr())
 	}
 	fmt.Fprintf(c.stderr, "exchange: listening on %s\n", ln.Addr())
 	served := make(chan error, 1)

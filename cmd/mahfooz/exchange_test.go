@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"mahfooz/authority"
+	"mahfooz/device/rtc"
 	"mahfooz/mls"
 	"mahfooz/wire"
 )
@@ -26,7 +28,15 @@ var listeningRE = regexp.MustCompile(`exchange: listening on (127\.0\.0\.1:\d+)\
 // function is called, and returns the address it printed.
 func startExchange(t *testing.T, authDir, home string) (addr string, stop func() error) {
 	t.Helper()
-	out := new(lockedBuffer)
+	addr, stop, _ = startExchangeArgs(t, authDir, home)
+	return addr, stop
+}
+
+// startExchangeArgs is startExchange with extra flags; it also returns what
+// serve printed.
+func startExchangeArgs(t *testing.T, authDir, home string, extra ...string) (addr string, stop func() error, out *lockedBuffer) {
+	t.Helper()
+	out = new(lockedBuffer)
 	c := &exchangeCLI{
 		auth:   &authorityCLI{stdout: out, stderr: out, getenv: os.Getenv, kdf: authority.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}},
 		stderr: out,
@@ -34,7 +44,7 @@ func startExchange(t *testing.T, authDir, home string) (addr string, stop func()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- c.run(ctx, []string{"serve", "--authority", authDir, "--home", home, "--listen", "127.0.0.1:0"})
+		done <- c.run(ctx, append([]string{"serve", "--authority", authDir, "--home", home, "--listen", "127.0.0.1:0"}, extra...))
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -69,7 +79,7 @@ func startExchange(t *testing.T, authDir, home string) (addr string, stop func()
 		}
 	}
 	t.Cleanup(func() { stop() })
-	return addr, stop
+	return addr, stop, out
 }
 
 func TestExchangeServe(t *testing.T) {
@@ -225,5 +235,104 @@ func TestCertHosts(t *testing.T) {
 		if got := strings.Join(certHosts(nil, tc.listen, tc.extra), ","); got != tc.want {
 			t.Errorf("certHosts(%q, %v) = %s, want %s", tc.listen, tc.extra, got, tc.want)
 		}
+	}
+}
+
+// TestExchangeServeMedia runs serve with --media: an enrolled device joins a call
+// over its connection and its media link to the relay comes up; without --media,
+// JoinCall is unavailable.
+func TestExchangeServeMedia(t *testing.T) {
+	authDir := filepath.Join(t.TempDir(), "auth")
+	t.Setenv(envPassphrase, "exchange media test passphrase")
+	t.Setenv(envAuthorityDir, "")
+	t.Setenv(envExchangeHome, "")
+	if _, _, err := authorityRun(t, "init", "--dir", authDir); err != nil {
+		t.Fatal(err)
+	}
+	a, err := authority.Open(authDir, []byte("exchange media test passphrase"), authority.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, err := a.Enroll("Amina Yusuf", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := mls.GenerateSignatureKey(mls.DefaultCipherSuite, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k.Signer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued, err := a.Redeem(tk.Text(), csr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(a.RootCertificate())
+	a.Close()
+	me := wire.DeviceID(issued.DeviceID)
+
+	join := func(addr string) (*rtc.Link, error) {
+		tc, err := tls.Dial("tcp", addr, &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, ServerName: "127.0.0.1",
+			Certificates: []tls.Certificate{{Certificate: issued.Chain, PrivateKey: k.Signer()}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tc.Close() })
+		tc.SetDeadline(time.Now().Add(10 * time.Second))
+		wc := wire.NewConn(tc)
+		if _, err := wc.ClientHandshake(&wire.Hello{Versions: []uint16{wire.ProtocolVersion1}}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return rtc.Dial(ctx, rtc.Config{}, func(_ context.Context, offer string) (string, error) {
+			if err := wc.WriteMessage(2, &wire.JoinCall{CallID: wire.CallID{1}, Members: []wire.DeviceID{me}, Offer: offer}); err != nil {
+				return "", err
+			}
+			for {
+				id, m, err := wc.ReadMessage()
+				if err != nil {
+					return "", err
+				}
+				if id != 2 {
+					continue
+				}
+				switch m := m.(type) {
+				case *wire.CallJoined:
+					return m.Answer, nil
+				case *wire.Error:
+					return "", m
+				}
+				return "", fmt.Errorf("JoinCall answered with %s", m.Type())
+			}
+		})
+	}
+
+	addr, stop, out := startExchangeArgs(t, authDir, filepath.Join(t.TempDir(), "exchange"), "--media", "127.0.0.1:0")
+	if !regexp.MustCompile(`exchange: call media on udp 127\.0\.0\.1:\d+`).MatchString(out.String()) {
+		t.Fatalf("serve did not report its media port:\n%s", out.String())
+	}
+	l, err := join(addr)
+	if err != nil {
+		t.Fatalf("joining a call: %v", err)
+	}
+	if err := l.WriteRTP(0, false, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("media link still up after the exchange stopped")
+	}
+
+	addr, _, _ = startExchangeArgs(t, authDir, filepath.Join(t.TempDir(), "exchange2"))
+	if _, err := join(addr); wire.CodeOf(err) != wire.CodeUnavailable {
+		t.Fatalf("JoinCall without --media: %v, want unavailable", err)
 	}
 }
