@@ -1,0 +1,279 @@
+package jitter
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"mahfooz/media/opus"
+)
+
+func logStats(t *testing.T, name string, r *result) {
+	t.Helper()
+	snr, compared, exact := r.compare()
+	s := r.stats
+	t.Logf("%s: sent %d, received %d, dup %d, late %d, lost %d, FEC %d, concealed %d, expanded %d, dropped %d, played %d; delay %v target %v jitter %v; SNR %.1f dB over %d windows (%d exact)",
+		name, r.sent, s.Received, s.Duplicate, s.Late, s.Lost, s.RecoveredFEC, s.Concealed, s.Expanded, s.Dropped, s.Played,
+		s.Delay, s.TargetDelay, s.Jitter, snr, compared, exact)
+}
+
+// requireExact checks that, with nothing lost, every window played in a
+// talkspurt is exactly the sender's audio, and that all of it was played.
+func requireExact(t *testing.T, name string, r *result) {
+	t.Helper()
+	logStats(t, name, r)
+	_, compared, exact := r.compare()
+	frames := len(r.ref) / FrameSamples
+	if exact != compared || compared < frames-1 {
+		t.Errorf("%s: %d of %d windows exact, %d of the sender's %d frames compared", name, exact, compared, compared, frames)
+	}
+	s := r.stats
+	if s.Lost != 0 || s.Late != 0 || s.Duplicate != 0 || s.Dropped != 0 || s.Expanded != 0 {
+		t.Errorf("%s: lost %d, late %d, duplicate %d, dropped %d, expanded %d; want none", name, s.Lost, s.Late, s.Duplicate, s.Dropped, s.Expanded)
+	}
+	if s.Played < uint64(frames)-1 {
+		t.Errorf("%s: played %d frames of %d", name, s.Played, frames)
+	}
+}
+
+func TestSilenceBeforeFirstPacket(t *testing.T) {
+	dec, err := opus.NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	b := New(Config{}, dec)
+	pcm := make([]int16, FrameSamples)
+	for i := range pcm {
+		pcm[i] = 1
+	}
+	b.Next(pcm)
+	for _, s := range pcm {
+		if s != 0 {
+			t.Fatal("Next before any packet is not silence")
+		}
+	}
+}
+
+func TestInOrder(t *testing.T) {
+	r := run(t, scenario{frame: 960, seconds: 3})
+	requireExact(t, "in order", r)
+	if d := r.stats.Delay; d < 20*time.Millisecond || d > 40*time.Millisecond {
+		t.Errorf("delay %v with a steady network, want about MinDelay (20 ms)", d)
+	}
+}
+
+func TestReordered(t *testing.T) {
+	// Every other pair of packets swaps places on the way.
+	r := run(t, scenario{frame: 960, seconds: 3, extra: func(_ *rand.Rand, k int) time.Duration {
+		if k%4 == 0 {
+			return 25 * time.Millisecond
+		}
+		return 0
+	}})
+	requireExact(t, "reordered", r)
+}
+
+func TestTimestampWrap(t *testing.T) {
+	r := run(t, scenario{frame: 960, seconds: 3, ts0: math.MaxUint32 - 50*960 + 1})
+	requireExact(t, "wrap", r)
+}
+
+func TestLongPackets(t *testing.T) {
+	for _, frame := range []int{1920, 2880} {
+		r := run(t, scenario{frame: frame, seconds: 3})
+		requireExact(t, "in order", r)
+	}
+}
+
+func TestDuplicates(t *testing.T) {
+	dec, err := opus.NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	b := New(Config{}, dec)
+	pkt := []byte{9 << 3, 1, 2, 3}
+	before := b.Stats()
+	b.Push(12345, pkt)
+	b.Push(12345, pkt)
+	b.Push(12345+480, pkt) // overlaps the first
+	b.Push(1, []byte{9<<3 | 3})
+	s := b.Stats()
+	if s.Duplicate-before.Duplicate != 2 {
+		t.Errorf("%d duplicates counted, want 2", s.Duplicate-before.Duplicate)
+	}
+	if s.Invalid-before.Invalid != 1 {
+		t.Errorf("%d invalid packets counted, want 1", s.Invalid-before.Invalid)
+	}
+}
+
+// TestLossFEC checks that with random loss the audio played is closer to what
+// was sent when the Buffer uses the FEC of the following packets than with
+// concealment alone.
+func TestLossFEC(t *testing.T) {
+	for _, tc := range []struct {
+		loss  float64
+		frame int
+	}{{0.05, 960}, {0.10, 960}, {0.10, 1920}, {0.10, 2880}} {
+		var snrs [2]float64
+		var stats [2]Stats
+		for i, noFEC := range []bool{true, false} {
+			r := run(t, scenario{frame: tc.frame, seconds: 10, fec: true, loss: tc.loss, seed: 3, noFEC: noFEC})
+			logStats(t, "", r)
+			snrs[i], _, _ = r.compare()
+			stats[i] = r.stats
+			lostFrames := uint64(len(r.lostK) * tc.frame / FrameSamples)
+			if s := r.stats; s.Lost < lostFrames*85/100 || s.Lost > lostFrames+2 {
+				t.Errorf("loss %.0f%%, %d-sample packets: %d frames counted lost, %d were", tc.loss*100, tc.frame, s.Lost, lostFrames)
+			}
+		}
+		t.Logf("loss %.0f%%, %d-sample packets: SNR %.1f dB with concealment only, %.1f dB with FEC", tc.loss*100, tc.frame, snrs[0], snrs[1])
+		if stats[1].RecoveredFEC < stats[1].Lost/2 {
+			t.Errorf("loss %.0f%%: %d of %d lost frames recovered by FEC", tc.loss*100, stats[1].RecoveredFEC, stats[1].Lost)
+		}
+		if snrs[1] < snrs[0]+3 {
+			t.Errorf("loss %.0f%%, %d-sample packets: FEC gives %.1f dB, concealment %.1f dB; want FEC 3 dB better", tc.loss*100, tc.frame, snrs[1], snrs[0])
+		}
+	}
+}
+
+// TestJitter checks the Buffer against a network adding 0 to 60 ms of
+// random delay (30 ms jitter on average): the target delay grows to cover it,
+// and few packets are late.
+func TestJitter(t *testing.T) {
+	r := run(t, scenario{frame: 960, seconds: 10, fec: true, seed: 5, extra: func(rng *rand.Rand, _ int) time.Duration {
+		return time.Duration(rng.Float64() * float64(60*time.Millisecond))
+	}})
+	logStats(t, "jitter", r)
+	s := r.stats
+	if s.TargetDelay < 50*time.Millisecond || s.TargetDelay > 100*time.Millisecond {
+		t.Errorf("target delay %v for 0-60 ms of jitter", s.TargetDelay)
+	}
+	if s.Late > uint64(r.sent)/20 {
+		t.Errorf("%d of %d packets late", s.Late, r.sent)
+	}
+	if s.Jitter < 10*time.Millisecond || s.Jitter > 40*time.Millisecond {
+		t.Errorf("jitter estimate %v", s.Jitter)
+	}
+	if snr, _, _ := r.compare(); snr < 10 {
+		t.Errorf("SNR %.1f dB", snr)
+	}
+}
+
+// TestDTX sends speech with pauses through a DTX encoder: the silences are not
+// sent, and the Buffer must play them as silence without counting losses, and
+// start each talkspurt on time.
+func TestDTX(t *testing.T) {
+	r := run(t, scenario{frame: 960, seconds: 6, dtx: true, pauses: true, silence: [2]float64{2, 4}})
+	logStats(t, "DTX", r)
+	s := r.stats
+	if r.sent > len(r.ref)/FrameSamples*85/100 {
+		t.Errorf("DTX encoder sent %d of %d packets", r.sent, len(r.ref)/FrameSamples)
+	}
+	if s.Lost != 0 || s.Late != 0 || s.Dropped != 0 {
+		t.Errorf("lost %d, late %d, dropped %d; want none", s.Lost, s.Late, s.Dropped)
+	}
+	if s.Played != uint64(r.sent) {
+		t.Errorf("played %d of %d packets", s.Played, r.sent)
+	}
+	// The long silence in the middle plays as (near) silence.
+	for _, w := range r.windows {
+		if i := w.pos - r.first; i > 2*clockRate+clockRate/5 && i < 4*clockRate-FrameSamples && meanSquare(w.pcm) > 100*100 {
+			t.Errorf("window at %d ms of silence has power %d", i/48, meanSquare(w.pcm))
+		}
+	}
+	if snr, _, _ := r.compare(); snr < 10 {
+		t.Errorf("SNR %.1f dB", snr)
+	}
+}
+
+// TestLateBurst stalls the network for 250 ms: the packets held up arrive in a
+// burst, some too late. The Buffer counts them, raises its delay, and comes
+// back to a low delay once the network is steady again.
+func TestLateBurst(t *testing.T) {
+	r := run(t, scenario{frame: 960, seconds: 8, fec: true, extra: func(_ *rand.Rand, k int) time.Duration {
+		// Packets sent from 2 s to 2.25 s wait until 2.25 s + 200 ms.
+		if sent := (k + 1) * 20; sent >= 2000 && sent < 2250 {
+			return time.Duration(2250+200-sent) * time.Millisecond
+		}
+		return 0
+	}})
+	logStats(t, "late burst", r)
+	s := r.stats
+	if s.Late == 0 {
+		t.Error("no late packets counted")
+	}
+	if s.Delay > 60*time.Millisecond {
+		t.Errorf("delay %v after the network steadied, want back under 60 ms", s.Delay)
+	}
+	// Once steady again the audio is the sender's.
+	var tail int
+	for _, w := range r.windows[len(r.windows)-200 : len(r.windows)-60] {
+		if ref := r.refAt(w.pos); w.clean && ref != nil && snr16(ref, w.pcm) > 20 {
+			tail++
+		}
+	}
+	if tail < 130 {
+		t.Errorf("%d of the last 140 windows match the sender's audio", tail)
+	}
+}
+
+func snr16(ref, got []int16) float64 {
+	var sig, noise float64
+	for i := range ref {
+		d := float64(ref[i]) - float64(got[i])
+		sig += float64(ref[i]) * float64(ref[i])
+		noise += d * d
+	}
+	if noise == 0 {
+		return math.Inf(1)
+	}
+	return 10 * math.Log10(sig/noise)
+}
+
+func TestMix(t *testing.T) {
+	dst := []int16{1, 30000, -30000, 5}
+	Mix(dst, []int16{2, 10000, -10000}, []int16{3, 1, -1, 7, 99})
+	want := []int16{6, 32767, -32768, 12}
+	for i := range want {
+		if dst[i] != want[i] {
+			t.Fatalf("Mix = %v, want %v", dst, want)
+		}
+	}
+}
+
+func BenchmarkPushNext(b *testing.B) {
+	enc, err := opus.NewEncoder()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enc.Close()
+	sig := speechLike(clockRate, false)
+	var pkts [][]byte
+	buf := make([]byte, opus.MaxPacketSize)
+	for k := 0; k < 50; k++ {
+		n, err := enc.Encode(sig[k*960:(k+1)*960], buf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pkts = append(pkts, append([]byte(nil), buf[:n]...))
+	}
+	dec, err := opus.NewDecoder()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dec.Close()
+	now := time.Unix(0, 0)
+	jb := New(Config{Now: func() time.Time { return now }}, dec)
+	pcm := make([]int16, FrameSamples)
+	b.ReportAllocs()
+	k := 0
+	for b.Loop() {
+		jb.Push(uint32(k*960), pkts[k%len(pkts)])
+		now = now.Add(20 * time.Millisecond)
+		jb.Next(pcm)
+		k++
+	}
+}
