@@ -25,8 +25,17 @@ import (
 //	        case file:         FileReference file;
 //	        case timer:        uint32 seconds;                  /* 0 = off, ≤ maxTimerSeconds */
 //	        case conversation: ConversationInfo info;
+//	        case call:         CallSignal call;
 //	    };
 //	} Content;
+//
+//	enum { ring(1), accept(2), decline(3), busy(4), hangup(5), join(6), leave(7), media(8), (255) } CallSignalType;
+//	struct {
+//	    opaque call_id[16];            /* random, chosen by the caller */
+//	    CallSignalType signal;
+//	    opaque profile<0..15>;         /* ring, accept, join, media: the most a member asks senders
+//	                                      to spend (a call.Profile name); empty for the others */
+//	} CallSignal;
 //
 //	struct {
 //	    opaque blob_id[16];
@@ -56,6 +65,7 @@ const (
 	contentFile         = 2
 	contentTimer        = 3
 	contentConversation = 4
+	contentCall         = 5
 
 	kindDirect = 1
 	kindGroup  = 2
@@ -65,6 +75,7 @@ const (
 	maxMediaTypeSize = 127
 	maxNameSize      = 255
 	maxTimerSeconds  = 365 * 24 * 3600
+	maxProfileSize   = 15
 )
 
 // errContent is returned for application content that does not decode.
@@ -79,7 +90,27 @@ type content struct {
 	File      *fileRef
 	Timer     time.Duration
 	Info      *convInfo
+	Call      *callSignal
 }
+
+// callSignal is a CallSignal.
+type callSignal struct {
+	ID      [16]byte
+	Signal  uint8
+	Profile string
+}
+
+// Call signal types.
+const (
+	signalRing    = 1
+	signalAccept  = 2
+	signalDecline = 3
+	signalBusy    = 4
+	signalHangup  = 5
+	signalJoin    = 6
+	signalLeave   = 7
+	signalMedia   = 8
+)
 
 // fileRef is a FileReference.
 type fileRef struct {
@@ -149,6 +180,10 @@ func encodeContent(c *content) ([]byte, error) {
 			}
 		})
 		b.AddUint32(uint32(i.Timer / time.Second))
+	case contentCall:
+		b.AddBytes(c.Call.ID[:])
+		b.AddUint8(c.Call.Signal)
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(c.Call.Profile)) })
 	}
 	return b.Bytes()
 }
@@ -212,6 +247,14 @@ func decodeContent(data []byte) (*content, error) {
 		}
 		i.Timer = time.Duration(secs) * time.Second
 		c.Info = i
+	case contentCall:
+		cs := new(callSignal)
+		var profile cryptobyte.String
+		if !s.CopyBytes(cs.ID[:]) || !s.ReadUint8(&cs.Signal) || !s.ReadUint8LengthPrefixed(&profile) {
+			return nil, errContent
+		}
+		cs.Profile = string(profile)
+		c.Call = cs
 	default:
 		return nil, errContent
 	}
@@ -265,6 +308,20 @@ func (c *content) check() error {
 				return errContent
 			}
 		default:
+			return errContent
+		}
+	case contentCall:
+		cs := c.Call
+		if cs == nil || cs.Signal < signalRing || cs.Signal > signalMedia || len(cs.Profile) > maxProfileSize {
+			return errContent
+		}
+		for _, r := range []byte(cs.Profile) {
+			if r < 'a' || r > 'z' {
+				return errContent
+			}
+		}
+		carries := cs.Signal == signalRing || cs.Signal == signalAccept || cs.Signal == signalJoin || cs.Signal == signalMedia
+		if !carries && cs.Profile != "" || cs.Signal == signalMedia && cs.Profile == "" {
 			return errContent
 		}
 	default:

@@ -20,6 +20,9 @@ func sampleContents() []*content {
 		{Type: contentTimer, SentAt: contentTime},
 		{Type: contentConversation, SentAt: contentTime, Info: &convInfo{Kind: kindDirect, Officials: []string{"alice", "bob"}}},
 		{Type: contentConversation, SentAt: contentTime, Info: &convInfo{Kind: kindGroup, Name: "crisis cell", Timer: time.Hour}},
+		{Type: contentCall, SentAt: contentTime, Call: &callSignal{ID: [16]byte{9}, Signal: signalRing, Profile: "good"}},
+		{Type: contentCall, SentAt: contentTime, Call: &callSignal{ID: [16]byte{9}, Signal: signalHangup}},
+		{Type: contentCall, SentAt: contentTime, Call: &callSignal{ID: [16]byte{9}, Signal: signalMedia, Profile: "poor"}},
 	}
 }
 
@@ -40,6 +43,9 @@ func TestContentRoundTrip(t *testing.T) {
 		if got.Text != c.Text || got.Timer != c.Timer || !got.SentAt.Equal(c.SentAt) || !got.ExpiresAt.Equal(c.ExpiresAt) {
 			t.Fatalf("type %d: decoded %+v, want %+v", c.Type, got, c)
 		}
+		if c.Call != nil && *got.Call != *c.Call {
+			t.Fatalf("call: decoded %+v, want %+v", got.Call, c.Call)
+		}
 		if c.File != nil && *got.File != *c.File {
 			t.Fatalf("file: decoded %+v, want %+v", got.File, c.File)
 		}
@@ -57,6 +63,12 @@ func TestContentRoundTrip(t *testing.T) {
 
 func TestContentRefusesWhatTheFormatForbids(t *testing.T) {
 	bad := []*content{
+		{Type: contentCall, SentAt: contentTime, Call: &callSignal{Signal: 0}},
+		{Type: contentCall, SentAt: contentTime, Call: &callSignal{Signal: signalMedia + 1}},
+		{Type: contentCall, SentAt: contentTime, Call: &callSignal{Signal: signalMedia}},
+		{Type: contentCall, SentAt: contentTime, Call: &callSignal{Signal: signalHangup, Profile: "good"}},
+		{Type: contentCall, SentAt: contentTime, Call: &callSignal{Signal: signalRing, Profile: "Good!"}},
+		{Type: contentCall, SentAt: contentTime},
 		{Type: contentText, SentAt: contentTime, Text: ""},
 		{Type: contentText, SentAt: contentTime, Text: "\xff\xfe"},
 		{Type: contentText, SentAt: contentTime, Text: strings.Repeat("a", maxTextSize+1)},

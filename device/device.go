@@ -110,6 +110,12 @@ type Device struct {
 	wiped     chan struct{} // closed once the vault has been wiped
 	wipeOnce  sync.Once
 
+	callMu     sync.Mutex
+	activeCall *Call // guarded by callMu: the call this device is in, if any
+
+	groupsMu      sync.Mutex
+	groupsChanged chan struct{} // guarded by groupsMu: closed when a group's state is next stored
+
 	// testSend, when set by tests, sees every Send before it leaves.
 	testSend func(*wire.Send)
 	// testAck, when set by tests, is asked before each Ack; false drops the

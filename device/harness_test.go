@@ -16,9 +16,12 @@ import (
 	"mahfooz/authority"
 	"mahfooz/device/vault"
 	"mahfooz/exchange"
+	"mahfooz/exchange/relay"
 	"mahfooz/exchange/store/sqlite"
 	"mahfooz/mls"
 	"mahfooz/wire"
+
+	"github.com/pion/rtp"
 )
 
 // testClock is the wall clock plus an offset a test can move forward, shared by
@@ -66,6 +69,27 @@ type testEnv struct {
 	srv   *exchange.Server
 	addr  string
 	logs  *logBuffer
+	relay *relay.Relay
+	tap   *tapped
+}
+
+// tapped records every media packet the relay forwards.
+type tapped struct {
+	mu      sync.Mutex
+	packets []tappedPacket
+}
+
+type tappedPacket struct {
+	call    wire.CallID
+	from    wire.DeviceID
+	ts      uint32
+	payload []byte
+}
+
+func (tp *tapped) all() []tappedPacket {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return slices.Clone(tp.packets)
 }
 
 const testPassphrase = "correct horse battery staple"
@@ -88,7 +112,26 @@ func newEnv(t testing.TB) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tap = new(tapped)
+	e.relay, err = relay.New(relay.Config{
+		Conn:   udp,
+		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Tap: func(call wire.CallID, from wire.DeviceID, p *rtp.Packet) {
+			e.tap.mu.Lock()
+			e.tap.packets = append(e.tap.packets, tappedPacket{call, from, p.Timestamp, slices.Clone(p.Payload)})
+			e.tap.mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.relay.Close() })
 	e.srv, err = exchange.NewServer(exchange.Config{
+		Media:           e.relay,
 		Registry:        a.Registry,
 		Authority:       a,
 		ServerCert:      cert,

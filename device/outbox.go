@@ -234,6 +234,7 @@ func (dv *Device) completeEntry(s *session, o *outRec) error {
 			if err := tx.Put(bucketMLS, rec.ID, o.Post); err != nil {
 				return err
 			}
+			dv.noteGroupChange()
 			if err := putJSON(tx, bucketGroups, rec.ID, rec); err != nil {
 				return err
 			}
@@ -385,8 +386,11 @@ func (dv *Device) queueAppTx(tx *vault.Tx, s *session, rec *groupRec, g *mls.Gro
 	// Only what disappears is held by the exchange no longer than its timer; a
 	// timer change or conversation info must reach members however late.
 	var ttl uint32
-	if c.Type == contentText || c.Type == contentFile {
+	switch c.Type {
+	case contentText, contentFile:
 		ttl = ttlFor(rec.Timer, s)
+	case contentCall:
+		ttl = callSignalTTL
 	}
 	seq, err := nextSeq(tx)
 	if err != nil {

@@ -349,6 +349,10 @@ func (dv *Device) applyContentLocked(tx *vault.Tx, rec *groupRec, r *mls.Receive
 		dv.log.Warn("device: message content does not decode", "message", m.MessageID.String())
 		return 0, nil, nil
 	}
+	if c.Type == contentCall {
+		// Call signals drive calls; they are not kept in the history.
+		return 0, []Event{dv.callSignalEvent(rec, from, c)}, nil
+	}
 	mr := &msgRec{
 		ID:         m.MessageID.String(),
 		Group:      rec.ID,
@@ -725,5 +729,7 @@ func (dv *Device) putGroup(tx *vault.Tx, rec *groupRec, g *mls.Group) error {
 	if err := tx.Put(bucketMLS, rec.ID, state); err != nil {
 		return err
 	}
+	// Calls re-read the group once the caller's lock is released.
+	dv.noteGroupChange()
 	return putJSON(tx, bucketGroups, rec.ID, rec)
 }

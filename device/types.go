@@ -163,6 +163,7 @@ const (
 	EventDirectory    EventKind = "directory"    // the verified directory changed
 	EventNewOwnDevice EventKind = "own_device"   // a device enrolled under this official's name; Message.Text names it
 	EventConnection   EventKind = "connection"   // connected or disconnected; see Connected
+	EventCall         EventKind = "call"         // a call signal arrived; see Call
 )
 
 // Event is what Subscribe delivers.
@@ -171,4 +172,5 @@ type Event struct {
 	ConversationID string
 	Message        *Message
 	Connected      bool
+	Call           *CallSignal
 }
