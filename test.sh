@@ -16,34 +16,15 @@ root=$(pwd)
 fuzztime=${FUZZTIME:-10000x}
 tsmls=mls/interop/tsmls
 
-log() { printf '== %s\n' "$*" >&2; }
-
-# need_apt installs the given Debian packages that are not installed yet,
-# running apt-get update at most once per run. It does nothing when not
-# root, so a developer's own machine is never changed behind their back.
-apt_updated=
-need_apt() {
-	local missing=() p
-	for p in "$@"; do
-		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-	done
-	((${#missing[@]})) || return 0
-	if [[ $(id -u) -ne 0 ]]; then
-		log "not root: skipping apt-get install ${missing[*]}"
-		return 0
-	fi
-	if [[ -z $apt_updated ]]; then
-		DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-		apt_updated=1
-	fi
-	log "apt-get install ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-}
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 # ---- install -------------------------------------------------------------
 
-# go test -race needs cgo, so a C compiler.
-command -v gcc >/dev/null 2>&1 || need_apt gcc libc6-dev
+# go test -race needs cgo, so a C compiler; calls need libopus; the call
+# tests speak with espeak-ng.
+need_build_deps
+need_apt espeak-ng
 
 command -v node >/dev/null 2>&1 || { echo "test.sh: error: node (20 or later) is not installed" >&2; exit 1; }
 command -v npm >/dev/null 2>&1 || { echo "test.sh: error: npm is not installed" >&2; exit 1; }
