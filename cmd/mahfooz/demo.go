@@ -13,13 +13,18 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mahfooz/authority"
 	"mahfooz/device"
 	"mahfooz/device/vault"
 	"mahfooz/exchange"
+	"mahfooz/exchange/relay"
 	"mahfooz/exchange/store/sqlite"
+	"mahfooz/wire"
+
+	"github.com/pion/rtp"
 )
 
 func init() {
@@ -90,20 +95,23 @@ func (l *lockedBuffer) bytes() []byte {
 
 // demoRun is the demo's state, so that its steps read as a story.
 type demoRun struct {
-	out    io.Writer
-	dir    string
-	a      *authority.Authority
-	srv    *exchange.Server
-	st     *sqlite.Store
-	logs   lockedBuffer // the exchange's log, scanned at the end
-	addr   string
-	said   []string // every plaintext sent, to look for in the exchange's files
-	step   int
-	amina  *demoOfficial
-	bilal  *demoOfficial
-	chen   *demoOfficial
-	direct device.ConversationRef
-	group  device.ConversationRef
+	out   io.Writer
+	dir   string
+	a     *authority.Authority
+	srv   *exchange.Server
+	relay *relay.Relay
+	st    *sqlite.Store
+	logs  lockedBuffer // the exchange's log, scanned at the end
+	addr  string
+	said  []string // every plaintext sent, to look for in the exchange's files
+	step  int
+
+	relayed, relayedBytes atomic.Int64 // media packets the relay forwarded
+	amina                 *demoOfficial
+	bilal                 *demoOfficial
+	chen                  *demoOfficial
+	direct                device.ConversationRef
+	group                 device.ConversationRef
 }
 
 func (r *demoRun) section(title string) {
@@ -120,7 +128,7 @@ func demo(ctx context.Context, out io.Writer, dir string) error {
 	r := &demoRun{out: out, dir: dir}
 	defer r.close()
 	for _, step := range []func(context.Context) error{
-		r.start, r.enrol, r.talkDirect, r.talkGroup, r.offline, r.revoke, r.inspect,
+		r.start, r.enrol, r.talkDirect, r.talkGroup, r.call, r.offline, r.revoke, r.inspect,
 	} {
 		if err := step(ctx); err != nil {
 			return fmt.Errorf("demo: %w", err)
@@ -140,6 +148,9 @@ func (r *demoRun) close() {
 	}
 	if r.srv != nil {
 		r.srv.Close()
+	}
+	if r.relay != nil {
+		r.relay.Close()
 	}
 	if r.st != nil {
 		r.st.Close()
@@ -169,11 +180,27 @@ func (r *demoRun) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	r.relay, err = relay.New(relay.Config{
+		Conn:   udp,
+		Logger: slog.New(slog.NewTextHandler(&r.logs, nil)),
+		Tap: func(_ wire.CallID, _ wire.DeviceID, p *rtp.Packet) {
+			r.relayed.Add(1)
+			r.relayedBytes.Add(int64(len(p.Payload)))
+		},
+	})
+	if err != nil {
+		return err
+	}
 	r.srv, err = exchange.NewServer(exchange.Config{
 		Registry:   r.a.Registry,
 		Authority:  r.a,
 		ServerCert: cert,
 		Store:      r.st,
+		Media:      r.relay,
 		Logger:     slog.New(slog.NewTextHandler(&r.logs, nil)),
 	})
 	if err != nil {
@@ -187,6 +214,7 @@ func (r *demoRun) start(ctx context.Context) error {
 	go r.srv.Serve(ln)
 	r.printf("exchange listening on %s: TLS 1.3 with X25519MLKEM768, device certificates only", r.addr)
 	r.printf("its store is one SQLite file: %s", filepath.Join(home, sqlite.FileName))
+	r.printf("its call relay takes media on udp %s, from admitted devices only", r.relay.Addr())
 	return nil
 }
 

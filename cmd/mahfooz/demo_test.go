@@ -22,6 +22,8 @@ func TestDemo(t *testing.T) {
 		`Bilal Khan reads from Amina Yusuf: "Bilal, the budget figures are final."`,
 		`Amina Yusuf reads from Chen Li: "The security review is on Thursday."`,
 		`Chen Li reads from Amina Yusuf: "Thursday is moved to 10:00."`,
+		"they read it out and it matches",
+		"each SFrame ciphertext it holds no key for",
 		"wiped itself",
 		"its store exists: false",
 		`Bilal Khan reads from Amina Yusuf: "Chen has a new phone coming`,

@@ -122,6 +122,7 @@ type Media struct {
 	mu      sync.Mutex
 	profile Profile
 	senders map[uint32]*sender // by MLS leaf
+	final   *MediaStats        // set by Close: what was measured
 	sent    atomic.Uint64
 	sentB   atomic.Uint64
 	refused atomic.Uint64
@@ -198,7 +199,9 @@ func (m *Media) Close() {
 	m.closeOnce.Do(func() { close(m.stop) })
 	m.finish()
 	m.wg.Wait()
+	final := m.Stats()
 	m.mu.Lock()
+	m.final = &final
 	for _, s := range m.senders {
 		s.dec.Close()
 	}
@@ -206,11 +209,14 @@ func (m *Media) Close() {
 	m.mu.Unlock()
 }
 
-// Stats returns what was measured so far.
+// Stats returns what was measured so far (after Close, in all).
 func (m *Media) Stats() MediaStats {
 	st := MediaStats{PacketsSent: m.sent.Load(), BytesSent: m.sentB.Load(), Refused: m.refused.Load()}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.final != nil {
+		return *m.final
+	}
 	st.Profile = m.profile.Name
 	st.Senders = len(m.senders)
 	for _, s := range m.senders {
