@@ -322,15 +322,17 @@ func TestGroupCallThreeParties(t *testing.T) {
 
 	aliceHeard, bobHeard, carolHeard := new(recorder), new(recorder), new(recorder)
 	aliceSays := append(append([]int16(nil), a...), make([]int16, len(b)+3*48000)...)
+	// Alice starts speaking a second after the first answer, so that carol, who
+	// answers after bob, hears her from the start.
 	ac, err := alice.StartCall(ctxT(t), ConversationRef{Group: "crisis cell"}, CallOptions{
-		Source: &pcmSource{pcm: aliceSays, lead: 10}, Sink: aliceHeard,
+		Source: &pcmSource{pcm: aliceSays, lead: 50}, Sink: aliceHeard,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	aliceLog := follow(ac)
 	bc, bobLog := bob.answerNext(bobEvents, CallOptions{
-		Source: &pcmSource{pcm: b, lead: 10 + len(a)/call.FrameSamples + 25}, Sink: bobHeard,
+		Source: &pcmSource{pcm: b, lead: 50 + len(a)/call.FrameSamples + 25}, Sink: bobHeard,
 	})
 	cc, carolLog := carol.answerNext(carolEvents, CallOptions{Sink: carolHeard})
 
@@ -401,6 +403,20 @@ func TestGroupCallThreeParties(t *testing.T) {
 		t.Fatalf("only %d packets tapped", total)
 	}
 	aliceID := wire.DeviceID(alice.self.ID)
+	// The lengths the relay sees do not follow the sounds: every packet of
+	// speech has one length (constant bitrate); only silences differ.
+	lengths := map[int]int{}
+	for _, p := range asOpus[aliceID] {
+		lengths[len(p.payload)]++
+	}
+	t.Logf("lengths of alice's packets at the relay: %v", lengths)
+	common := 0
+	for _, n := range lengths {
+		common = max(common, n)
+	}
+	if common < len(asOpus[aliceID])*9/10 {
+		t.Errorf("alice's packets have many lengths %v: they leak what is said", lengths)
+	}
 	if r := decodeTapped(t, frames[aliceID]); r == nil || !mustCompare(t, a, r).Intelligible() {
 		t.Error("the opened frames do not say what alice said: the measure below would prove nothing")
 	}

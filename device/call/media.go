@@ -232,7 +232,13 @@ func (m *Media) Stats() MediaStats {
 	return st
 }
 
+// configure sets the encoder for a profile. The bitrate is constant: with a
+// variable one, the lengths of the encrypted packets the relay and the network
+// see would follow the sounds spoken.
 func (m *Media) configure(enc *opus.Encoder, p Profile) error {
+	if err := enc.SetVBR(false); err != nil {
+		return err
+	}
 	if err := enc.SetBitrate(p.Bitrate); err != nil {
 		return err
 	}

@@ -173,6 +173,15 @@ func (e *Encoder) SetDTX(on bool) error {
 	return e.set(C.OPUS_SET_DTX_REQUEST, boolInt(on))
 }
 
+// SetVBR chooses a variable bitrate (on, the default) or a constant one. With a
+// constant bitrate every packet of a frame size has the same length, so the
+// lengths of encrypted packets say nothing of the sounds spoken; with a
+// variable one they do, which has been used to recognise phrases in encrypted
+// calls. DTX silences still show.
+func (e *Encoder) SetVBR(on bool) error {
+	return e.set(C.OPUS_SET_VBR_REQUEST, boolInt(on))
+}
+
 // SetMaxBandwidth caps the audio bandwidth the encoder may choose; it picks
 // a lower one on its own when the bitrate is low.
 func (e *Encoder) SetMaxBandwidth(bw Bandwidth) error {

@@ -386,3 +386,55 @@ func TestDecoderErrors(t *testing.T) {
 		t.Errorf("Decode after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestConstantBitrateHidesSounds checks that with VBR off every speech packet
+// of a frame size has one length, whatever is said, so that the lengths of
+// encrypted packets do not follow the sounds; with VBR on they do vary. DTX
+// still works in constant-bitrate mode.
+func TestConstantBitrateHidesSounds(t *testing.T) {
+	for _, frame := range []int{960, 1920, 2880} {
+		for _, bitrate := range []int{8000, 12000, 24000} {
+			sizes := func(vbr bool) map[int]int {
+				e := newEncoder(t)
+				if err := e.SetBitrate(bitrate); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.SetVBR(vbr); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.SetFEC(true, 10); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.SetDTX(true); err != nil {
+					t.Fatal(err)
+				}
+				got := map[int]int{}
+				for _, p := range encodeAll(t, e, append(voice(2*SampleRate), make([]int16, 2*SampleRate)...), frame) {
+					if !IsDTX(p) {
+						got[len(p)]++
+					}
+				}
+				return got
+			}
+			cbr, vbr := sizes(false), sizes(true)
+			if len(cbr) != 1 {
+				t.Errorf("%d samples at %d bit/s, constant bitrate: packet lengths %v, want one", frame, bitrate, cbr)
+			}
+			if len(vbr) < 3 {
+				t.Errorf("%d samples at %d bit/s, variable bitrate: packet lengths %v; the check above proves nothing", frame, bitrate, vbr)
+			}
+		}
+	}
+	e := newEncoder(t)
+	e.SetVBR(false)
+	e.SetDTX(true)
+	dtx := 0
+	for _, p := range encodeAll(t, e, make([]int16, 2*SampleRate), 960) {
+		if IsDTX(p) {
+			dtx++
+		}
+	}
+	if dtx < 50 {
+		t.Errorf("constant bitrate: %d DTX packets in 2 s of silence", dtx)
+	}
+}
