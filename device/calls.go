@@ -34,6 +34,9 @@ const (
 	// upgradeAfter is how long the audio must stay good before a call spends
 	// more on it again.
 	upgradeAfter = 10 * time.Second
+	// reconnectFor is how long a call tries to join its media again after the
+	// link to the relay failed, before it ends.
+	reconnectFor = 20 * time.Second
 	// signalTimeout bounds sending one call signal.
 	signalTimeout = 10 * time.Second
 )
@@ -137,7 +140,10 @@ const (
 	CallJoined    CallEventKind = "joined"    // Member answered or joined
 	CallLeft      CallEventKind = "left"      // Member declined, hung up or left
 	CallQuality   CallEventKind = "quality"   // Stats measured over the last interval
-	CallEnded     CallEventKind = "ended"     // the call is over; Reason says why
+
+	CallReconnecting CallEventKind = "reconnecting" // the link to the relay failed; joining again
+	CallReconnected  CallEventKind = "reconnected"  // the media flows again
+	CallEnded        CallEventKind = "ended"        // the call is over; Reason says why
 )
 
 // CallEvent is what Call.Events delivers.
@@ -172,13 +178,14 @@ type Call struct {
 	done        chan struct{}
 	once        sync.Once
 
-	gate   *gatedSource
-	keys   *call.Keys
-	link   *rtc.Link
-	media  *call.Media
-	epoch  uint64
-	wanted map[string]call.Profile // by device ID: what each member asks senders to spend
-	joined map[string]bool         // devices (other than this one) that answered or joined
+	gate    *gatedSource
+	keys    *call.Keys
+	link    *rtc.Link
+	media   *call.Media
+	epoch   uint64
+	members []wire.DeviceID         // the group's devices: the relay's allow-list
+	wanted  map[string]call.Profile // by device ID: what each member asks senders to spend
+	joined  map[string]bool         // devices (other than this one) that answered or joined
 
 	mu     sync.Mutex
 	reason string
@@ -330,19 +337,11 @@ func (c *Call) startMedia(ctx context.Context) error {
 	if err := c.rekey(k); err != nil {
 		return err
 	}
-	s, err := dv.acquire(ctx)
+	s, link, err := c.joinMedia(ctx)
 	if err != nil {
 		return err
 	}
-	c.s = s
-	members := k.members
-	link, err := rtc.Dial(ctx, rtc.Config{Logger: dv.log, Via: c.opts.Via}, func(ctx context.Context, offer string) (string, error) {
-		return s.c.JoinCall(ctx, wire.CallID(c.id), members, offer)
-	})
-	if err != nil {
-		return fmt.Errorf("device: joining the call's media: %w", err)
-	}
-	c.link = link
+	c.s, c.link = s, link
 	first := func() {
 		c.gate.open()
 		c.emit(CallEvent{Kind: CallConnected})
@@ -356,6 +355,68 @@ func (c *Call) startMedia(ctx context.Context) error {
 	}
 	c.media = m
 	return nil
+}
+
+// joinMedia connects to the call's relay through the device's exchange
+// connection, which it holds until released.
+func (c *Call) joinMedia(ctx context.Context) (*session, *rtc.Link, error) {
+	s, err := c.dv.acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	members := c.members
+	link, err := rtc.Dial(ctx, rtc.Config{Logger: c.dv.log, Via: c.opts.Via}, func(ctx context.Context, offer string) (string, error) {
+		return s.c.JoinCall(ctx, wire.CallID(c.id), members, offer)
+	})
+	if err != nil {
+		c.dv.release(s)
+		return nil, nil, fmt.Errorf("device: joining the call's media: %w", err)
+	}
+	return s, link, nil
+}
+
+// relink is the outcome of a reconnection.
+type relink struct {
+	s    *session
+	link *rtc.Link
+	err  error
+}
+
+// reconnect joins the call's media again after the link to the relay failed
+// (the exchange connection dropped, say on a change of mobile network),
+// trying until reconnectFor has passed or the call is hung up.
+func (c *Call) reconnect(out chan<- relink) {
+	deadline := time.Now().Add(reconnectFor)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), min(dialTimeout, time.Until(deadline)))
+		go func() {
+			select {
+			case <-c.hangup:
+			case <-c.dv.closing:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		s, link, err := c.joinMedia(ctx)
+		cancel()
+		if err == nil {
+			out <- relink{s: s, link: link}
+			return
+		}
+		select {
+		case <-c.hangup:
+			out <- relink{err: err}
+			return
+		case <-c.dv.closing:
+			out <- relink{err: err}
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			out <- relink{err: err}
+			return
+		}
+	}
 }
 
 // abort undoes a call that could not start.
@@ -389,6 +450,7 @@ func (c *Call) rekey(k *callKeys) error {
 	}
 	clear(k.epoch.BaseKey)
 	c.epoch = k.epoch.Number
+	c.members = k.members
 	code, err := callcode.Derive(k.authenticator, c.id)
 	if err != nil {
 		return err
@@ -431,6 +493,8 @@ func (c *Call) run() {
 	quality := time.NewTicker(qualityInterval)
 	defer quality.Stop()
 	var (
+		linkDone  = c.link.Done()
+		relinked  = make(chan relink, 1)
 		changes   = dv.groupChanges()
 		mine      = c.opts.Profile
 		goodSince time.Time
@@ -445,12 +509,24 @@ func (c *Call) run() {
 			c.finish("device closed", false)
 			return
 		case <-c.media.Done():
-			if c.media.SourceEnded() {
-				c.finish("finished speaking", true)
-			} else {
-				c.finish("media connection lost", true)
-			}
+			c.finish("finished speaking", true)
 			return
+		case <-linkDone:
+			linkDone = nil
+			c.emit(CallEvent{Kind: CallReconnecting})
+			go c.reconnect(relinked)
+		case r := <-relinked:
+			if r.err != nil {
+				dv.log.Info("device: call media lost", "err", r.err)
+				c.finish("media connection lost", true)
+				return
+			}
+			_ = c.link.Close()
+			dv.release(c.s)
+			c.s, c.link = r.s, r.link
+			c.media.SetTransport(r.link)
+			linkDone = r.link.Done()
+			c.emit(CallEvent{Kind: CallReconnected})
 		case <-ring.C:
 			if len(c.joined) == 0 {
 				c.finish("no answer", true)

@@ -557,3 +557,42 @@ func TestCallRemovedMemberLosesTheAudio(t *testing.T) {
 	waitEnded(t, "alice", ac, aliceLog)
 	waitEnded(t, "bob", bc, bobLog)
 }
+
+func TestCallSurvivesAConnectionDrop(t *testing.T) {
+	e := newEnv(t)
+	alice, bob := e.enroll("alice"), e.enroll("bob")
+	alice.running()
+	bob.running()
+	bobEvents, unsubscribe := bob.Subscribe()
+	defer unsubscribe()
+	tone := make([]int16, 48000*60)
+	for i := range tone {
+		tone[i] = int16(8000 * math.Sin(2*math.Pi*440*float64(i)/48000))
+	}
+	ac, err := alice.StartCall(ctxT(t), ConversationRef{To: "bob"}, CallOptions{Source: &pcmSource{pcm: tone}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliceLog := follow(ac)
+	bc, bobLog := bob.answerNext(bobEvents, CallOptions{Source: &pcmSource{pcm: tone}})
+	waitFor(t, "both to hear each other", func() bool { return aliceLog.has(CallConnected) && bobLog.has(CallConnected) })
+
+	// Bob's connection to the exchange drops, as on a change of mobile network:
+	// the relay drops his media; his device reconnects and joins again.
+	bob.dropSession()
+	waitFor(t, "bob to rejoin the call's media", func() bool { return bobLog.has(CallReconnected) })
+	if !bobLog.has(CallReconnecting) {
+		t.Error("no reconnecting event before reconnected")
+	}
+	heardByAlice, heardByBob := ac.Stats().Received, bc.Stats().Received
+	waitFor(t, "audio both ways after the reconnection", func() bool {
+		return ac.Stats().Received > heardByAlice+50 && bc.Stats().Received > heardByBob+50
+	})
+	if ac.Stats().Refused > 0 || bc.Stats().Refused > 0 {
+		t.Errorf("frames refused after the reconnection (alice %d, bob %d): nonces or keys went wrong",
+			ac.Stats().Refused, bc.Stats().Refused)
+	}
+	ac.Hangup()
+	waitEnded(t, "alice", ac, aliceLog)
+	waitEnded(t, "bob", bc, bobLog)
+}

@@ -133,7 +133,7 @@ func (c *deviceCLI) answer(args []string) error {
 			return nil, err
 		}
 		c.report(*cf.json, map[string]any{"event": "incoming", "call": ring.CallID, "from": ring.From.Name,
-			"conversation": ring.ConversationName}, "%s is calling (%s)", ring.From.Name, ring.ConversationName)
+			"conversation": ring.ConversationName, "at": time.Now().UTC().Format(time.RFC3339Nano)}, "%s is calling (%s)", ring.From.Name, ring.ConversationName)
 		ctx, cancel := context.WithTimeout(context.Background(), *cf.timeout)
 		defer cancel()
 		return dv.AnswerCall(ctx, ring, opts)
@@ -261,6 +261,10 @@ func (c *deviceCLI) callEvent(asJSON bool, e device.CallEvent) {
 		text = "ringing…"
 	case device.CallConnected:
 		text = "connected"
+	case device.CallReconnecting:
+		text = "the link to the relay failed; reconnecting…"
+	case device.CallReconnected:
+		text = "reconnected"
 	case device.CallCode:
 		j["code"], j["epoch"] = e.Code, e.Epoch
 		text = fmt.Sprintf("code: %s   (every participant must see the same four words)", e.Code)

@@ -114,6 +114,9 @@ type Media struct {
 	done chan struct{} // closed when the source ends, the transport fails or Close
 	wg   sync.WaitGroup
 
+	tr      atomic.Pointer[Transport]
+	swapped chan struct{} // a new transport was set
+
 	sourceEnded atomic.Bool
 	closeOnce   sync.Once
 	doneOnce    sync.Once
@@ -149,25 +152,33 @@ func StartMedia(cfg MediaConfig) (*Media, error) {
 		return nil, err
 	}
 	m := &Media{
-		cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), done: make(chan struct{}),
+		cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), done: make(chan struct{}), swapped: make(chan struct{}, 1),
 		profile: cfg.Profile, senders: make(map[uint32]*sender),
 	}
 	if err := m.configure(enc, cfg.Profile); err != nil {
 		enc.Close()
 		return nil, err
 	}
+	m.tr.Store(&cfg.Transport)
 	m.wg.Add(3)
 	go m.sendLoop(enc)
 	go m.receiveLoop()
 	go m.playLoop()
-	go func() {
-		select {
-		case <-cfg.Transport.Done():
-			m.finish()
-		case <-m.stop:
-		}
-	}()
 	return m, nil
+}
+
+// transport returns the transport in use.
+func (m *Media) transport() Transport { return *m.tr.Load() }
+
+// SetTransport replaces a transport that failed (a new link to the relay after
+// a reconnection). The keys, and so the SFrame counters, carry on: nothing is
+// sent twice under one nonce.
+func (m *Media) SetTransport(t Transport) {
+	m.tr.Store(&t)
+	select {
+	case m.swapped <- struct{}{}:
+	default:
+	}
 }
 
 // SetProfile changes how this member encodes from its next packet on.
@@ -184,8 +195,8 @@ func (m *Media) Profile() Profile {
 	return m.profile
 }
 
-// Done is closed when the source has ended, the transport has failed or Close
-// was called.
+// Done is closed when the source has ended or Close was called. A failed
+// transport does not end the media: audio is dropped until SetTransport.
 func (m *Media) Done() <-chan struct{} { return m.done }
 
 // SourceEnded reports whether Done was closed because the Source ran out.
@@ -308,9 +319,9 @@ func (m *Media) sendLoop(enc *opus.Encoder) {
 			m.log.Warn("call: protecting a frame", "err", err)
 			return true
 		}
-		if err := m.cfg.Transport.WriteRTP(packetTS, silent, out); err != nil {
-			m.finish()
-			return false
+		if err := m.transport().WriteRTP(packetTS, silent, out); err != nil {
+			// The link is down; the call is reconnecting or ending.
+			return true
 		}
 		silent = false
 		lastSent = now
@@ -361,10 +372,14 @@ func (m *Media) receiveLoop() {
 	plain := make([]byte, 0, 1500)
 	var meta [4]byte
 	for {
-		ts, _, payload, err := m.cfg.Transport.ReadRTP(buf)
+		ts, _, payload, err := m.transport().ReadRTP(buf)
 		if err != nil {
-			m.finish()
-			return
+			select {
+			case <-m.stop:
+				return
+			case <-m.swapped:
+				continue
+			}
 		}
 		binary.BigEndian.PutUint32(meta[:], ts)
 		frame, leaf, err := m.cfg.Keys.AppendUnprotect(plain[:0], meta[:], payload)
