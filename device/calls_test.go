@@ -517,6 +517,7 @@ func TestCallRemovedMemberLosesTheAudio(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEnded(t, "carol", cc, carolLog)
+	<-carolLog.done
 	if r := carolLog.ended(); r != "removed from the conversation" {
 		t.Errorf("carol's call ended with %q", r)
 	}
