@@ -41,8 +41,8 @@ type audioFlags struct {
 
 func addAudioFlags(fs *flag.FlagSet) audioFlags {
 	return audioFlags{
-		in:      fs.String("in", "", "say the contents of this WAV `file` (any rate, mono or stereo); hang up when it ends"),
-		out:     fs.String("out", "", "write what is heard to this WAV `file` (48 kHz mono, 16-bit)"),
+		in:      fs.String("in", "", "say the contents of this WAV `file` (any rate, mono or stereo) instead of the microphone; hang up when it ends"),
+		out:     fs.String("out", "", "write what is heard to this WAV `file` (48 kHz mono, 16-bit) instead of the speaker"),
 		via:     fs.String("media-via", "", "send the call's media through this UDP `host:port` (a relay's public address or a link emulator)"),
 		profile: fs.String("profile", "good", "the encoding to start with: good, fair or poor (calls adapt by themselves)"),
 	}
@@ -57,22 +57,11 @@ func (af audioFlags) options() (device.CallOptions, func() error, error) {
 		return opts, nil, fmt.Errorf("unknown profile %q (want good, fair or poor)", *af.profile)
 	}
 	opts.Profile = p
-	closeAll := func() error { return nil }
-	if *af.in != "" {
-		pcm, err := wav.ReadFile(*af.in)
-		if err != nil {
-			return opts, nil, err
-		}
-		opts.Source = &pcmSource{pcm: pcm}
+	src, sink, closeAll, err := openAudio(*af.in, *af.out)
+	if err != nil {
+		return opts, nil, err
 	}
-	if *af.out != "" {
-		w, err := wav.Create(*af.out)
-		if err != nil {
-			return opts, nil, err
-		}
-		opts.Sink = wavSink{w}
-		closeAll = w.Close
-	}
+	opts.Source, opts.Sink = src, sink
 	return opts, closeAll, nil
 }
 

@@ -97,7 +97,8 @@ func (d cliDevice) start(who string, args ...string) *callProcess {
 	d.t.Helper()
 	p := &callProcess{t: d.t, who: who, exited: make(chan struct{})}
 	p.cmd = exec.Command(binary, args...)
-	p.cmd.Env = append(os.Environ(), "MAHFOOZ_PASSPHRASE=device passphrase", "MAHFOOZ_HOME="+d.home)
+	// No sound card here: a side without a file uses the silent device.
+	p.cmd.Env = append(os.Environ(), "MAHFOOZ_PASSPHRASE=device passphrase", "MAHFOOZ_HOME="+d.home, "MAHFOOZ_AUDIO_BACKEND=null")
 	p.cmd.Stderr = &p.stderr
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
