@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+	"time"
 )
 
 // wavFile builds a WAV file from raw fmt fields and samples.
@@ -92,6 +93,9 @@ func FuzzCompare(f *testing.F) {
 		}
 		if r.Dropouts < 0 || r.Dropouts > 1 || r.Correlation < -1.0001 || r.Correlation > 1.0001 || r.ActiveFrames < 1 {
 			t.Fatalf("out of range: %v", r)
+		}
+		if r.MinDelay > r.Delay || r.Delay > r.MaxDelay || r.MaxDelay-r.MinDelay > 400*time.Millisecond {
+			t.Fatalf("delay out of range: %v", r)
 		}
 	})
 }
