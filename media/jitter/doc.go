@@ -12,10 +12,13 @@
 // (from Config.Now) minus timestamp. The smallest transit of the last
 // transitWindow packets is the base: the delay of the fastest path, clock
 // offset included. The target delay is how much later than the base the Buffer
-// plays, so that almost every packet is in by then:
+// plays, so that every packet of the window would have been in by then:
 //
-//	target = clamp(MinDelay, 95th percentile of (transit - base) + 10 ms [+ one packet], MaxDelay)
+//	target = clamp(MinDelay, max(transit - base) + 20 ms [+ one packet], MaxDelay)
 //
+// The maximum rather than a percentile: on a poor link the slow tail is what
+// would otherwise be played as concealment, and playing a little later costs
+// less than losing words. The 20 ms is one playout tick.
 // The extra packet is added while packets carry FEC and some were lost in the
 // last 10 s: FEC can only rebuild a lost packet once its successor is in.
 //

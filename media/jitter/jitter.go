@@ -21,7 +21,7 @@ const (
 const (
 	clockRate      = opus.SampleRate
 	halfFrame      = FrameSamples / 2
-	targetMargin   = 10 * clockRate / 1000 // added to the measured spread
+	targetMargin   = 20 * clockRate / 1000 // added to the measured spread: one playout tick
 	dropMinExcess  = 2 * FrameSamples      // drop a quiet frame this far behind
 	dropHardExcess = 6 * FrameSamples      // drop any frame this far behind
 	maxConceal     = opus.MaxFrameSamples  // concealment before going silent
@@ -297,7 +297,10 @@ func (b *Buffer) retarget(now time.Time) {
 	copy(s, b.transits[:n])
 	slices.Sort(s)
 	b.base = s[0]
-	spread := s[(n-1)*95/100] - b.base
+	// The slowest packet of the window, not a percentile: on a poor link the
+	// slow tail is what would otherwise be played as concealment, and a
+	// packet played late costs less than one not played at all.
+	spread := s[n-1] - b.base
 	if b.lossSeen && now.Sub(b.lossAt) > lossMemory {
 		b.lossSeen = false
 	}
