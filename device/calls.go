@@ -120,7 +120,7 @@ type CallOptions struct {
 	Source call.Source // what this member says; nil: nothing
 	Sink   call.Sink   // what it hears; nil: dropped
 	// Profile is the encoding to start with and the most this member asks others
-	// to spend; zero is call.ProfileGood.
+	// to spend; zero chooses one from the round trip to the exchange.
 	Profile call.Profile
 	// Via sends the call's media through this UDP address (a link emulator) rather
 	// than straight to the relay.
@@ -239,6 +239,7 @@ func (dv *Device) StartCall(ctx context.Context, conv ConversationRef, opts Call
 	if _, err := dv.cfg.Rand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("device: call ID: %w", err)
 	}
+	opts.Profile = dv.startProfile(ctx, opts.Profile)
 	c, err := dv.newCall(id, gid, direct, true, opts)
 	if err != nil {
 		return nil, err
@@ -266,6 +267,7 @@ func (dv *Device) AnswerCall(ctx context.Context, ring *CallSignal, opts CallOpt
 	if dv.now().Sub(ring.SentAt) > StaleRing {
 		return nil, ErrCallEnded
 	}
+	opts.Profile = dv.startProfile(ctx, opts.Profile)
 	c, err := dv.newCall(ring.id, ring.group, ring.ConversationKind != KindGroup, false, opts)
 	if err != nil {
 		return nil, err
@@ -348,7 +350,7 @@ func (c *Call) startMedia(ctx context.Context) error {
 	}
 	m, err := call.StartMedia(call.MediaConfig{
 		Keys: c.keys, Transport: link, Source: c.gate, Sink: c.opts.Sink,
-		Profile: c.opts.Profile, Logger: dv.log, FirstAudio: first,
+		Profile: c.profile(c.opts.Profile), Logger: dv.log, FirstAudio: first,
 	})
 	if err != nil {
 		return err
@@ -567,6 +569,10 @@ func (c *Call) run() {
 				c.finish(reason, false)
 				return
 			}
+			// A member may have asked for a cheaper profile: follow at once.
+			if use := c.profile(mine); use != c.media.Profile() {
+				c.media.SetProfile(use)
+			}
 		case <-quality.C:
 			st := c.media.Stats()
 			want := adapt(last, st, mine, &goodSince, dv.now())
@@ -575,16 +581,53 @@ func (c *Call) run() {
 				mine = want
 				go func() { _ = dv.sendCallSignal(context.Background(), c.gid, c.id, SignalMedia, want.Name) }()
 			}
-			use := mine
-			for _, p := range c.wanted {
-				use = worse(use, p)
-			}
+			use := c.profile(mine)
 			if use != c.media.Profile() {
 				c.media.SetProfile(use)
 			}
 			c.emit(CallEvent{Kind: CallQuality, Stats: &st, Profile: use.Name})
 		}
 	}
+}
+
+// profile is what this member sends with: the most frugal of what it wants
+// itself and what any other member asked for.
+func (c *Call) profile(mine call.Profile) call.Profile {
+	for _, p := range c.wanted {
+		mine = worse(mine, p)
+	}
+	return mine
+}
+
+// startProfile is the profile a call starts with: the one asked for, or, if
+// none, one chosen from the round trip to the exchange, since a call that
+// starts too rich on a 2G link loses its first seconds before it adapts.
+func (dv *Device) startProfile(ctx context.Context, asked call.Profile) call.Profile {
+	if asked.Bitrate != 0 {
+		return asked
+	}
+	s, err := dv.acquire(ctx)
+	if err != nil {
+		return call.ProfileGood
+	}
+	defer dv.release(s)
+	start := time.Now()
+	if err := s.c.Ping(ctx); err != nil {
+		return call.ProfileGood
+	}
+	return profileForRTT(time.Since(start))
+}
+
+// profileForRTT picks a starting profile from a round trip time: about 300 ms
+// is a 2G (EDGE) bearer, 150–200 ms 3G.
+func profileForRTT(rtt time.Duration) call.Profile {
+	switch {
+	case rtt >= 250*time.Millisecond:
+		return call.ProfilePoor
+	case rtt >= 120*time.Millisecond:
+		return call.ProfileFair
+	}
+	return call.ProfileGood
 }
 
 // dropRemoved forgets the participants no longer in the group, as if they had

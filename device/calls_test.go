@@ -338,6 +338,11 @@ func TestGroupCallThreeParties(t *testing.T) {
 
 	// Alice's file ends and she leaves; bob and carol stay until bob hangs up.
 	waitEnded(t, "alice", ac, aliceLog)
+	for _, e := range aliceLog.events {
+		if e.Kind == CallQuality {
+			t.Logf("alice: profile %s, %d received, %d lost, jitter %v", e.Profile, e.Stats.Received, e.Stats.Lost, e.Stats.Jitter)
+		}
+	}
 	waitFor(t, "bob to finish speaking", func() bool {
 		select {
 		case <-bc.Done():
@@ -396,7 +401,12 @@ func TestGroupCallThreeParties(t *testing.T) {
 			t.Error("a forwarded packet carries its Opus frame in the clear")
 		}
 		asOpus[p.from] = append(asOpus[p.from], p)
-		frames[p.from] = append(frames[p.from], tappedPacket{p.call, p.from, p.ts, frame})
+		packet, _, _, err := call.SplitPayload(frame)
+		if err != nil {
+			t.Errorf("a forwarded frame holds no Opus packet: %v", err)
+			continue
+		}
+		frames[p.from] = append(frames[p.from], tappedPacket{p.call, p.from, p.ts, packet})
 	}
 	t.Logf("relay forwarded %d packets of the call; %d open as SFrame with the group's keys", total, opened)
 	if total < 100 {
@@ -410,11 +420,10 @@ func TestGroupCallThreeParties(t *testing.T) {
 		lengths[len(p.payload)]++
 	}
 	t.Logf("lengths of alice's packets at the relay: %v", lengths)
-	common := 0
-	for _, n := range lengths {
-		common = max(common, n)
-	}
-	if common < len(asOpus[aliceID])*9/10 {
+	// A variable bitrate gives dozens of lengths over a sentence; a constant
+	// one gives one per profile in use (and a byte more once the SFrame
+	// counter needs it), plus the comfort-noise updates of silences.
+	if len(lengths) > 8 {
 		t.Errorf("alice's packets have many lengths %v: they leak what is said", lengths)
 	}
 	if r := decodeTapped(t, frames[aliceID]); r == nil || !mustCompare(t, a, r).Intelligible() {

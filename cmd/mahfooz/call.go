@@ -44,7 +44,7 @@ func addAudioFlags(fs *flag.FlagSet) audioFlags {
 		in:      fs.String("in", "", "say the contents of this WAV `file` (any rate, mono or stereo) instead of the microphone; hang up when it ends"),
 		out:     fs.String("out", "", "write what is heard to this WAV `file` (48 kHz mono, 16-bit) instead of the speaker"),
 		via:     fs.String("media-via", "", "send the call's media through this UDP `host:port` (a relay's public address or a link emulator)"),
-		profile: fs.String("profile", "good", "the encoding to start with: good, fair or poor (calls adapt by themselves)"),
+		profile: fs.String("profile", "", "the encoding to start with: good, fair or poor (default: chosen from the round trip to the exchange; calls adapt by themselves)"),
 	}
 }
 
@@ -52,11 +52,13 @@ func addAudioFlags(fs *flag.FlagSet) audioFlags {
 // closes them.
 func (af audioFlags) options() (device.CallOptions, func() error, error) {
 	opts := device.CallOptions{Via: *af.via}
-	p, ok := call.ProfileNamed(*af.profile)
-	if !ok {
-		return opts, nil, fmt.Errorf("unknown profile %q (want good, fair or poor)", *af.profile)
+	if *af.profile != "" {
+		p, ok := call.ProfileNamed(*af.profile)
+		if !ok {
+			return opts, nil, fmt.Errorf("unknown profile %q (want good, fair or poor)", *af.profile)
+		}
+		opts.Profile = p
 	}
-	opts.Profile = p
 	src, sink, closeAll, err := openAudio(*af.in, *af.out)
 	if err != nil {
 		return opts, nil, err
