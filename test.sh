@@ -40,14 +40,15 @@ failed=()
 
 # check NAME CMD... runs one check and records its outcome.
 check() {
-	local name=$1
+	local name=$1 start=$SECONDS
 	shift
 	log "$name"
 	if "$@"; then
 		passed+=("$name")
+		log "ok: $name ($((SECONDS - start)) s)"
 	else
 		failed+=("$name")
-		log "FAIL: $name"
+		log "FAIL: $name ($((SECONDS - start)) s)"
 	fi
 }
 
