@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,7 +75,8 @@ func BenchmarkForward(b *testing.B) {
 //	MAHFOOZ_BENCH=1 go test ./exchange/relay -run TestStreamsPerCore -v
 //
 // MAHFOOZ_BENCH_CALLS (default 100) calls of MAHFOOZ_BENCH_SIZE (default 3)
-// participants run for MAHFOOZ_BENCH_SECONDS (default 10).
+// participants run for MAHFOOZ_BENCH_SECONDS (default 10). MAHFOOZ_BENCH_CPUPROFILE
+// names a file for a CPU profile of the relay over the measured seconds.
 func TestStreamsPerCore(t *testing.T) {
 	if os.Getenv("MAHFOOZ_BENCH") != "1" {
 		t.Skip("a measurement: set MAHFOOZ_BENCH=1 to run it")
@@ -96,7 +99,13 @@ func TestStreamsPerCore(t *testing.T) {
 	defer stdin.Close()
 	lines := bufio.NewScanner(stdout)
 	lines.Buffer(nil, 1<<20)
-	// Joins: "JOIN call-index device-index offer".
+	// Joins, answered concurrently: "JOIN id call-index device-index offer",
+	// answered by "ANSWER id answer", or "ANSWER id -" if the relay refused it.
+	var (
+		joins  sync.WaitGroup
+		mu     sync.Mutex // guards stdin and failed
+		failed error
+	)
 	for lines.Scan() {
 		f := strings.Fields(lines.Text())
 		if len(f) == 0 {
@@ -105,27 +114,52 @@ func TestStreamsPerCore(t *testing.T) {
 		if f[0] == "READY" {
 			break
 		}
-		if f[0] != "JOIN" || len(f) != 4 {
+		if f[0] != "JOIN" || len(f) != 5 {
 			continue // the test framework's own output
 		}
-		ci, _ := strconv.Atoi(f[1])
-		di, _ := strconv.Atoi(f[2])
-		offer, _ := base64.StdEncoding.DecodeString(f[3])
-		members := make([]wire.DeviceID, size)
-		for i := range members {
-			members[i] = benchDev(ci, i)
-		}
-		answer, err := r.Join(context.Background(), benchDev(ci, di), benchCall(ci), members, string(offer))
-		if err != nil {
-			t.Fatalf("join: %v", err)
-		}
-		fmt.Fprintf(stdin, "ANSWER %s\n", base64.StdEncoding.EncodeToString([]byte(answer)))
+		id := f[1]
+		ci, _ := strconv.Atoi(f[2])
+		di, _ := strconv.Atoi(f[3])
+		offer, _ := base64.StdEncoding.DecodeString(f[4])
+		joins.Add(1)
+		go func() {
+			defer joins.Done()
+			members := make([]wire.DeviceID, size)
+			for i := range members {
+				members[i] = benchDev(ci, i)
+			}
+			answer, err := r.Join(context.Background(), benchDev(ci, di), benchCall(ci), members, string(offer))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = err
+				fmt.Fprintf(stdin, "ANSWER %s -\n", id)
+				return
+			}
+			fmt.Fprintf(stdin, "ANSWER %s %s\n", id, base64.StdEncoding.EncodeToString([]byte(answer)))
+		}()
+	}
+	joins.Wait()
+	if failed != nil {
+		t.Fatalf("join: %v", failed)
 	}
 	// Skip the first and last second, while streams start and stop.
 	time.Sleep(time.Second)
+	if path := os.Getenv("MAHFOOZ_BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cpu0, wall0, seen0 := cpuTime(), time.Now(), seen.Load()
 	time.Sleep(time.Duration(seconds-2) * time.Second)
 	cpu, wall, sent := cpuTime()-cpu0, time.Since(wall0), seen.Load()-seen0
+	pprof.StopCPUProfile()
 	for lines.Scan() {
 		if strings.HasPrefix(lines.Text(), "RECEIVED") {
 			t.Log("clients:", lines.Text())
@@ -152,23 +186,79 @@ func TestStreamsPerCoreClients(t *testing.T) {
 	calls, size, seconds := envInt("MAHFOOZ_BENCH_CALLS", 100), envInt("MAHFOOZ_BENCH_SIZE", 3), envInt("MAHFOOZ_BENCH_SECONDS", 10)
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(nil, 1<<20)
-	var links []*rtc.Link
-	for ci := range calls {
-		for di := range size {
+	var (
+		mu      sync.Mutex // guards waiting and stdout
+		waiting = map[int]chan string{}
+	)
+	go func() {
+		for in.Scan() {
+			f := strings.Fields(in.Text())
+			if len(f) != 3 || f[0] != "ANSWER" {
+				continue
+			}
+			id, _ := strconv.Atoi(f[1])
+			mu.Lock()
+			ch := waiting[id]
+			delete(waiting, id)
+			mu.Unlock()
+			if ch != nil {
+				ch <- f[2]
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for id, ch := range waiting {
+			close(ch)
+			delete(waiting, id)
+		}
+	}()
+	links := make([]*rtc.Link, calls*size)
+	var (
+		dials   sync.WaitGroup
+		failMu  sync.Mutex
+		failed  error                     // guarded by failMu
+		workers = make(chan struct{}, 32) // dials at once
+	)
+	for id := range links {
+		ci, di := id/size, id%size
+		workers <- struct{}{}
+		dials.Add(1)
+		go func() {
+			defer dials.Done()
+			defer func() { <-workers }()
 			l, err := rtc.Dial(context.Background(), rtc.Config{}, func(_ context.Context, offer string) (string, error) {
-				fmt.Printf("JOIN %d %d %s\n", ci, di, base64.StdEncoding.EncodeToString([]byte(offer)))
-				if !in.Scan() {
+				ch := make(chan string, 1)
+				mu.Lock()
+				waiting[id] = ch
+				fmt.Printf("JOIN %d %d %d %s\n", id, ci, di, base64.StdEncoding.EncodeToString([]byte(offer)))
+				mu.Unlock()
+				a, ok := <-ch
+				if !ok {
 					return "", io.ErrUnexpectedEOF
 				}
-				a, _ := strings.CutPrefix(in.Text(), "ANSWER ")
+				if a == "-" {
+					return "", errors.New("the relay refused the join")
+				}
 				answer, err := base64.StdEncoding.DecodeString(a)
 				return string(answer), err
 			})
 			if err != nil {
-				t.Fatal(err)
+				failMu.Lock()
+				failed = err
+				failMu.Unlock()
+				return
 			}
-			links = append(links, l)
+			links[id] = l
+		}()
+	}
+	dials.Wait()
+	if failed != nil {
+		for _, l := range links {
+			if l != nil {
+				l.Close()
+			}
 		}
+		t.Fatal(failed)
 	}
 	fmt.Println("READY")
 	var received atomic.Int64
