@@ -37,6 +37,12 @@ const (
 	// reconnectFor is how long a call tries to join its media again after the
 	// link to the relay failed, before it ends.
 	reconnectFor = 20 * time.Second
+	// minAdaptFrames is the audio, in 20 ms frames, a quality interval must
+	// have carried for its loss to count.
+	minAdaptFrames = 25
+	// redundantFrames is the frames one packet rebuilt from its copy stands
+	// for: the poor profile's packets are 60 ms.
+	redundantFrames = 3
 	// signalTimeout bounds sending one call signal.
 	signalTimeout = 10 * time.Second
 )
@@ -724,18 +730,23 @@ func (c *Call) finish(reason string, tell bool) {
 // adapt picks the profile a member asks for from what it received over the
 // last interval: it steps down at once when loss or jitter grows, and back up
 // only after upgradeAfter of good audio.
+//
+// Loss is counted in 20 ms frames of audio: frames lost, plus the frames the
+// packet repetition of the poor profile rebuilt (they were lost on the link,
+// and a call that stepped up again would lose them), against frames played.
+// Under half a second of audio, or a single lost packet, says nothing yet.
 func adapt(prev, cur call.MediaStats, mine call.Profile, goodSince *time.Time, now time.Time) call.Profile {
-	got := cur.Received - prev.Received
-	lost := cur.Lost - prev.Lost
-	if got+lost == 0 {
+	played := cur.Played - prev.Played
+	lost := cur.Lost - prev.Lost + redundantFrames*(cur.RecoveredRedundant-prev.RecoveredRedundant)
+	if played+lost < minAdaptFrames {
 		return mine
 	}
-	loss := float64(lost) / float64(got+lost)
+	loss := float64(lost) / float64(played+lost)
 	want := call.ProfileGood
 	switch {
-	case loss > 0.04 || cur.Jitter > 60*time.Millisecond:
+	case loss > 0.04 && lost >= 3 || cur.Jitter > 60*time.Millisecond:
 		want = call.ProfilePoor
-	case loss > 0.015 || cur.Jitter > 30*time.Millisecond:
+	case loss > 0.015 && lost >= 2 || cur.Jitter > 30*time.Millisecond:
 		want = call.ProfileFair
 	}
 	if rank(want) > rank(mine) {

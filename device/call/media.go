@@ -102,8 +102,9 @@ type MediaStats struct {
 	BytesSent    uint64 // SFrame payload bytes sent
 	Refused      uint64 // packets received that did not open (wrong key, replay, old epoch)
 	Senders      int    // other members heard from
-	Received     uint64
-	Lost         uint64
+	Received     uint64 // packets
+	Played       uint64 // 20 ms frames played from received packets
+	Lost         uint64 // 20 ms frames lost (then rebuilt by FEC or concealed)
 	RecoveredFEC uint64
 	// RecoveredRedundant counts lost packets rebuilt from the copy in the next
 	// one (redundant profiles).
@@ -252,6 +253,7 @@ func (m *Media) Stats() MediaStats {
 		st.Lost += js.Lost
 		st.RecoveredFEC += js.RecoveredFEC
 		st.Concealed += js.Concealed
+		st.Played += js.Played
 		st.Late += js.Late
 		st.Jitter = max(st.Jitter, js.Jitter)
 		st.Delay = max(st.Delay, js.Delay)
@@ -420,11 +422,14 @@ func (m *Media) receiveLoop() {
 			m.log.Warn("call: decoder", "err", err)
 			continue
 		}
+		if previous != nil {
+			s.buf.Protected()
+		}
 		s.buf.Push(ts, packet)
 		s.saw(ts)
 		if previous != nil {
 			if pts := ts - uint32(previousSamples); !s.seen(pts) {
-				s.buf.Push(pts, previous)
+				s.buf.PushCopy(pts, previous)
 				s.saw(pts)
 				m.redundant.Add(1)
 			}

@@ -182,7 +182,23 @@ func samplesDuration(n int64) time.Duration { return time.Duration(n * int64(tim
 // Push stores one Opus packet whose first sample has RTP timestamp ts. The
 // Buffer copies pkt. Malformed packets, duplicates and packets too late to
 // play are dropped and counted.
-func (b *Buffer) Push(ts uint32, pkt []byte) {
+func (b *Buffer) Push(ts uint32, pkt []byte) { b.push(ts, pkt, false) }
+
+// PushCopy stores a packet that arrived again inside a later one (the
+// sender repeats each packet in the next), after its own was lost. Its
+// arrival says nothing of the network's delay, so it is not measured.
+func (b *Buffer) PushCopy(ts uint32, pkt []byte) { b.push(ts, pkt, true) }
+
+// Protected tells the Buffer that the sender's packets carry a copy of the
+// packet before: like FEC, that can only rebuild a lost packet once the next
+// one is in, so while packets are being lost the Buffer waits one packet more.
+func (b *Buffer) Protected() {
+	b.mu.Lock()
+	b.fecAt = b.now()
+	b.mu.Unlock()
+}
+
+func (b *Buffer) push(ts uint32, pkt []byte, copied bool) {
 	dur, err := opus.PacketSamples(pkt)
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -210,11 +226,15 @@ func (b *Buffer) Push(ts uint32, pkt []byte) {
 	}
 	b.recent[b.nRecent%recentWindow] = e
 	b.nRecent++
-	b.lastDur, b.lastFEC = dur, opus.HasFEC(pkt)
-	if b.lastFEC {
-		b.fecAt = now
+	if copied {
+		b.highEnd = max(b.highEnd, e+int64(dur))
+	} else {
+		b.lastDur, b.lastFEC = dur, opus.HasFEC(pkt)
+		if b.lastFEC {
+			b.fecAt = now
+		}
 	}
-	if gap := e - b.highEnd; b.received > 1 && gap > 0 && gap <= 3*int64(dur) {
+	if gap := e - b.highEnd; !copied && b.received > 1 && gap > 0 && gap <= 3*int64(dur) {
 		// A short gap in the timestamps: a packet lost or still on its way
 		// (a long one is more likely the sender's silence).
 		if !b.lossSeen {
@@ -226,7 +246,9 @@ func (b *Buffer) Push(ts uint32, pkt []byte) {
 	if b.received == 1 {
 		b.highEnd = e + int64(dur)
 	}
-	b.observe(now, e)
+	if !copied {
+		b.observe(now, e)
+	}
 	if b.playing && e+int64(dur) <= b.pos {
 		b.late++
 		return

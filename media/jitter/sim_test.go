@@ -68,6 +68,9 @@ type scenario struct {
 	baseDelay time.Duration
 	extra     func(r *rand.Rand, k int) time.Duration // added delay of packet k
 	seed      uint64
+	// copies: each packet carries a copy of the one before (the sender's
+	// repetition), which the receiver pushes when that one was lost.
+	copies bool
 	// Receiver.
 	noFEC bool
 	cfg   Config
@@ -184,7 +187,13 @@ func run(t testing.TB, sc scenario) *result {
 		for ai < len(arrivals) && arrivals[ai].at <= tick {
 			a := arrivals[ai]
 			now = start.Add(a.at)
+			if sc.copies {
+				b.Protected()
+			}
 			b.Push(sc.ts0+uint32(a.k*sc.frame), pkts[a.k])
+			if prev := a.k - 1; sc.copies && prev >= 0 && res.lostK[prev] && pkts[prev] != nil {
+				b.PushCopy(sc.ts0+uint32(prev*sc.frame), pkts[prev])
+			}
 			if !firstSet {
 				// The Buffer's timeline starts at the first packet's timestamp.
 				res.first = int64(sc.ts0+uint32(a.k*sc.frame)) - int64(a.k*sc.frame)
