@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -110,6 +111,12 @@ func follow(c *Call) *callLog {
 		}
 	}()
 	return l
+}
+
+func (l *callLog) all() []CallEvent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.events)
 }
 
 func (l *callLog) kinds() []CallEventKind {
@@ -338,7 +345,7 @@ func TestGroupCallThreeParties(t *testing.T) {
 
 	// Alice's file ends and she leaves; bob and carol stay until bob hangs up.
 	waitEnded(t, "alice", ac, aliceLog)
-	for _, e := range aliceLog.events {
+	for _, e := range aliceLog.all() {
 		if e.Kind == CallQuality {
 			t.Logf("alice: profile %s, %d received, %d lost, jitter %v", e.Profile, e.Stats.Received, e.Stats.Lost, e.Stats.Jitter)
 		}
