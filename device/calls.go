@@ -43,6 +43,9 @@ const (
 	// redundantFrames is the frames one packet rebuilt from its copy stands
 	// for: the poor profile's packets are 60 ms.
 	redundantFrames = 3
+	// gateFallback is how long after an answer a caller's audio starts even
+	// if no audio has come back.
+	gateFallback = 5 * time.Second
 	// signalTimeout bounds sending one call signal.
 	signalTimeout = 10 * time.Second
 )
@@ -677,7 +680,10 @@ func (c *Call) onSignal(sig *CallSignal) (bool, string) {
 			return !c.caller, "answered on another device"
 		}
 		c.joined[sig.From.DeviceID] = true
-		c.gate.open()
+		// The caller speaks once the answer's audio arrives (CallConnected):
+		// on a poor link the media connects well after the answer, and what
+		// is said before would be lost. Should no audio come, it speaks anyway.
+		time.AfterFunc(gateFallback, c.gate.open)
 		c.emit(CallEvent{Kind: CallJoined, Member: sig.From})
 	case SignalDecline, SignalBusy:
 		c.emit(CallEvent{Kind: CallLeft, Member: sig.From, Reason: string(sig.Kind)})
@@ -886,8 +892,9 @@ func (dv *Device) noteGroupChange() {
 	dv.groupsMu.Unlock()
 }
 
-// gatedSource plays silence until opened: a caller says nothing until someone
-// answers, so the start of what it says is not lost to an empty room.
+// gatedSource plays silence until opened: a caller says nothing until the
+// audio of someone who answered is playing, so the start of what it says is
+// not lost to an empty room or a link still connecting.
 type gatedSource struct {
 	src call.Source
 	mu  sync.Mutex
