@@ -353,13 +353,10 @@ func (c *Call) startMedia(ctx context.Context) error {
 		return err
 	}
 	c.s, c.link = s, link
-	first := func() {
-		c.gate.open()
-		c.emit(CallEvent{Kind: CallConnected})
-	}
+	first := func() { c.emit(CallEvent{Kind: CallConnected}) }
 	m, err := call.StartMedia(call.MediaConfig{
 		Keys: c.keys, Transport: link, Source: c.gate, Sink: c.opts.Sink,
-		Profile: c.profile(c.opts.Profile), Logger: dv.log, FirstAudio: first,
+		Profile: c.profile(c.opts.Profile), Logger: dv.log, FirstAudio: first, FirstPacket: c.gate.open,
 	})
 	if err != nil {
 		return err
@@ -680,9 +677,9 @@ func (c *Call) onSignal(sig *CallSignal) (bool, string) {
 			return !c.caller, "answered on another device"
 		}
 		c.joined[sig.From.DeviceID] = true
-		// The caller speaks once the answer's audio arrives (CallConnected):
-		// on a poor link the media connects well after the answer, and what
-		// is said before would be lost. Should no audio come, it speaks anyway.
+		// The caller speaks once the first packet of an answer arrives: on a
+		// poor link the media connects well after the answer, and what is
+		// said before would be lost. Should nothing come, it speaks anyway.
 		time.AfterFunc(gateFallback, c.gate.open)
 		c.emit(CallEvent{Kind: CallJoined, Member: sig.From})
 	case SignalDecline, SignalBusy:
@@ -892,8 +889,8 @@ func (dv *Device) noteGroupChange() {
 	dv.groupsMu.Unlock()
 }
 
-// gatedSource plays silence until opened: a caller says nothing until the
-// audio of someone who answered is playing, so the start of what it says is
+// gatedSource plays silence until opened: a caller says nothing until a
+// packet of someone who answered has arrived, so the start of what it says is
 // not lost to an empty room or a link still connecting.
 type gatedSource struct {
 	src call.Source

@@ -94,6 +94,9 @@ type MediaConfig struct {
 	// FirstAudio, if set, is called once, when the first frame from another
 	// member has been decoded and played.
 	FirstAudio func()
+	// FirstPacket, if set, is called once, when the first packet from another
+	// member has arrived and opened: the relay forwards both ways.
+	FirstPacket func()
 }
 
 // MediaStats is what Media measured.
@@ -134,6 +137,7 @@ type Media struct {
 	closeOnce   sync.Once
 	doneOnce    sync.Once
 	firstOnce   sync.Once
+	packetOnce  sync.Once
 
 	mu        sync.Mutex
 	profile   Profile
@@ -429,6 +433,9 @@ func (m *Media) receiveLoop() {
 		if err != nil {
 			m.log.Warn("call: decoder", "err", err)
 			continue
+		}
+		if m.cfg.FirstPacket != nil {
+			m.packetOnce.Do(m.cfg.FirstPacket)
 		}
 		if previous != nil {
 			s.buf.Protected()
