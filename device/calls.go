@@ -2,7 +2,6 @@ package device
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -850,23 +849,14 @@ func (dv *Device) callKeying(gid []byte, known uint64, onlyNewer bool) (*callKey
 // nextCallContext returns the next SFrame context ID this device uses in the
 // group. It only grows, across calls and restarts, so no KID repeats.
 func nextCallContext(tx *vault.Tx, gid []byte) (uint64, error) {
-	key := append([]byte("callctx:"), gid...)
-	var n uint64
-	data, err := tx.Get(bucketMeta, key)
-	switch {
-	case errors.Is(err, vault.ErrNotFound):
-	case err != nil:
+	n, err := nextCounter(tx, append([]byte("callctx:"), gid...))
+	if err != nil {
 		return 0, err
-	case len(data) == 8:
-		n = binary.BigEndian.Uint64(data)
-	default:
-		return 0, errors.New("device: vault call counter is corrupt")
 	}
-	n++
 	if n >= 1<<(64-call.Layout.IndexBits-call.Layout.EpochBits) {
 		return 0, errors.New("device: call key IDs exhausted for this group")
 	}
-	return n, tx.Put(bucketMeta, key, u64(n))
+	return n, nil
 }
 
 // groupChanges returns a channel closed the next time any group's state is

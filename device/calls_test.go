@@ -274,6 +274,15 @@ func TestCallOneToOne(t *testing.T) {
 	e.checkNoPlaintext(sentenceA, sentenceB)
 }
 
+// tone440 is a 440 Hz tone of duration d at 48 kHz.
+func tone440(d time.Duration) []int16 {
+	pcm := make([]int16, int(d.Seconds()*48000))
+	for i := range pcm {
+		pcm[i] = int16(8000 * math.Sin(2*math.Pi*440*float64(i)/48000))
+	}
+	return pcm
+}
+
 // groupOf returns the ID of the group conversation of that name on d.
 func (d *testDevice) groupOf(name string) []byte {
 	d.env.t.Helper()
@@ -499,10 +508,7 @@ func TestCallRemovedMemberLosesTheAudio(t *testing.T) {
 	defer unsubB()
 	carolEvents, unsubC := carol.Subscribe()
 	defer unsubC()
-	tone := make([]int16, 48000*30)
-	for i := range tone {
-		tone[i] = int16(8000 * math.Sin(2*math.Pi*440*float64(i)/48000))
-	}
+	tone := tone440(30 * time.Second)
 	ac, err := alice.StartCall(ctxT(t), ConversationRef{Group: "crisis cell"}, CallOptions{Source: &pcmSource{pcm: tone}})
 	if err != nil {
 		t.Fatal(err)
@@ -582,10 +588,7 @@ func TestCallSurvivesAConnectionDrop(t *testing.T) {
 	bob.running()
 	bobEvents, unsubscribe := bob.Subscribe()
 	defer unsubscribe()
-	tone := make([]int16, 48000*60)
-	for i := range tone {
-		tone[i] = int16(8000 * math.Sin(2*math.Pi*440*float64(i)/48000))
-	}
+	tone := tone440(60 * time.Second)
 	ac, err := alice.StartCall(ctxT(t), ConversationRef{To: "bob"}, CallOptions{Source: &pcmSource{pcm: tone}})
 	if err != nil {
 		t.Fatal(err)

@@ -165,9 +165,13 @@ func putJSON(tx *vault.Tx, bucket string, key []byte, v any) error {
 
 // nextSeq returns a new key for a history or outbox entry, increasing across the
 // device's life, so that history sorts in the order the device learned of it.
-func nextSeq(tx *vault.Tx) (uint64, error) {
+func nextSeq(tx *vault.Tx) (uint64, error) { return nextCounter(tx, metaSeq) }
+
+// nextCounter increments the counter stored under key in bucketMeta (0 if
+// there is none yet) and returns its new value.
+func nextCounter(tx *vault.Tx, key []byte) (uint64, error) {
 	var n uint64
-	data, err := tx.Get(bucketMeta, metaSeq)
+	data, err := tx.Get(bucketMeta, key)
 	switch {
 	case errors.Is(err, vault.ErrNotFound):
 	case err != nil:
@@ -178,7 +182,7 @@ func nextSeq(tx *vault.Tx) (uint64, error) {
 		return 0, errors.New("device: vault counter is corrupt")
 	}
 	n++
-	return n, tx.Put(bucketMeta, metaSeq, u64(n))
+	return n, tx.Put(bucketMeta, key, u64(n))
 }
 
 func loadGroupRec(tx *vault.Tx, gid []byte) (*groupRec, error) {

@@ -9,10 +9,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"mahfooz/device"
@@ -180,21 +178,8 @@ func (c *deviceCLI) inCall(cf commonFlags, af audioFlags, start func(context.Con
 	ran := make(chan error, 1)
 	go func() { ran <- dv.Run(ctx) }()
 
-	stop := c.stop
-	if stop == nil {
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-		defer signal.Stop(sig)
-		ch := make(chan struct{})
-		go func() {
-			select {
-			case <-sig:
-				close(ch)
-			case <-ctx.Done():
-			}
-		}()
-		stop = ch
-	}
+	stop, stopSignals := c.stopChannel(ctx)
+	defer stopSignals()
 	hangups, closeControl, err := listenControl(*cf.home)
 	if err != nil {
 		closeFiles()

@@ -507,21 +507,8 @@ func (c *deviceCLI) receive(args []string) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stop := c.stop
-	if stop == nil {
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-		defer signal.Stop(sig)
-		ch := make(chan struct{})
-		go func() {
-			select {
-			case <-sig:
-				close(ch)
-			case <-ctx.Done():
-			}
-		}()
-		stop = ch
-	}
+	stop, stopSignals := c.stopChannel(ctx)
+	defer stopSignals()
 	events, unsubscribe := dv.Subscribe()
 	defer unsubscribe()
 	ran := make(chan error, 1)
@@ -551,6 +538,25 @@ func (c *deviceCLI) receive(args []string) error {
 			}
 		}
 	}
+}
+
+// stopChannel returns c.stop, or, when that is nil, a channel closed by SIGINT
+// or SIGTERM until ctx ends; the function returned stops listening for them.
+func (c *deviceCLI) stopChannel(ctx context.Context) (<-chan struct{}, func()) {
+	if c.stop != nil {
+		return c.stop, func() {}
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	ch := make(chan struct{})
+	go func() {
+		select {
+		case <-sig:
+			close(ch)
+		case <-ctx.Done():
+		}
+	}()
+	return ch, func() { signal.Stop(sig) }
 }
 
 func (c *deviceCLI) saveFile(ctx context.Context, dv *device.Device, m device.Message, dir string) (string, error) {

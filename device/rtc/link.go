@@ -25,6 +25,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"mahfooz/internal/pionlog"
 )
 
 // Opus as negotiated with the relay: the one codec registered on both sides.
@@ -136,7 +138,7 @@ func Dial(ctx context.Context, cfg Config, join func(ctx context.Context, offer 
 		return nil, fmt.Errorf("rtc: registering Opus: %w", err)
 	}
 	var se webrtc.SettingEngine
-	se.LoggerFactory = pionLogs{log: cfg.Logger}
+	se.LoggerFactory = pionlog.Factory{Log: cfg.Logger, Prefix: "rtc: "}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(true)

@@ -28,6 +28,7 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
+	"mahfooz/internal/pionlog"
 	"mahfooz/wire"
 )
 
@@ -161,7 +162,7 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.FailedTimeout <= 0 {
 		cfg.FailedTimeout = DefaultFailedTimeout
 	}
-	logs := pionLogs{log: cfg.Logger}
+	logs := pionlog.Factory{Log: cfg.Logger, Prefix: "relay: "}
 
 	var me webrtc.MediaEngine
 	if err := me.RegisterCodec(OpusCodec(), webrtc.RTPCodecTypeAudio); err != nil {
