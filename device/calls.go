@@ -252,7 +252,7 @@ func (dv *Device) StartCall(ctx context.Context, conv ConversationRef, opts Call
 	if err != nil {
 		return nil, err
 	}
-	if err := dv.sendCallSignal(ctx, gid, id, SignalRing, c.opts.Profile.Name); err != nil {
+	if err := dv.sendCall(ctx, gid, id, SignalRing, c.opts.Profile.Name, true); err != nil {
 		c.abort()
 		return nil, err
 	}
@@ -788,11 +788,17 @@ func worse(a, b call.Profile) call.Profile {
 
 // sendCallSignal sends one call signal to the group's members.
 func (dv *Device) sendCallSignal(ctx context.Context, gid []byte, id [16]byte, kind CallSignalKind, profile string) error {
+	return dv.sendCall(ctx, gid, id, kind, profile, false)
+}
+
+// sendCall sends one call signal; with show set it also enters the history
+// (a ring: "you called").
+func (dv *Device) sendCall(ctx context.Context, gid []byte, id [16]byte, kind CallSignalKind, profile string, show bool) error {
 	ctx, cancel := context.WithTimeout(ctx, signalTimeout)
 	defer cancel()
 	c := &content{Type: contentCall, Call: &callSignal{ID: id, Signal: signalCode(kind), Profile: profile}}
 	return dv.withSession(ctx, func(s *session) error {
-		_, err := dv.sendAppLocked(ctx, s, gid, c, false)
+		_, err := dv.sendAppLocked(ctx, s, gid, c, show)
 		return err
 	})
 }

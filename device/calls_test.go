@@ -272,6 +272,21 @@ func TestCallOneToOne(t *testing.T) {
 	expectHeard(t, "bob", a, bobHeard.heard())
 	expectHeard(t, "alice", b, aliceHeard.heard())
 	e.checkNoPlaintext(sentenceA, sentenceB)
+
+	// The call left a line in each side's history.
+	for _, c := range []struct {
+		d    *testDevice
+		peer string
+		want string
+	}{{alice, "bob", "you called"}, {bob, "alice", "alice called"}} {
+		ms, err := c.d.Messages(ConversationRef{To: c.peer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(ms, func(m Message) bool { return m.Kind == MessageCall && m.Text == c.want }) {
+			t.Errorf("%s's history has no %q: %+v", c.d.name, c.want, ms)
+		}
+	}
 }
 
 // tone440 is a 440 Hz tone of duration d at 48 kHz.

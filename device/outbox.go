@@ -426,6 +426,11 @@ func (dv *Device) queueAppTx(tx *vault.Tx, s *session, rec *groupRec, g *mls.Gro
 			mr.Kind, mr.File = MessageFile, c.File
 		case contentTimer:
 			mr.Kind, mr.Timer, mr.Text = MessageTimer, c.Timer, timerText("you", c.Timer)
+		case contentCall:
+			mr.Kind, mr.Text = MessageCall, "you called"
+			if rec.Timer > 0 {
+				mr.ExpiresAt = now.Add(rec.Timer)
+			}
 		}
 		if err := dv.putMessage(tx, mr); err != nil {
 			return nil, nil, nil, err

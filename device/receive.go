@@ -350,8 +350,23 @@ func (dv *Device) applyContentLocked(tx *vault.Tx, rec *groupRec, r *mls.Receive
 		return 0, nil, nil
 	}
 	if c.Type == contentCall {
-		// Call signals drive calls; they are not kept in the history.
-		return 0, []Event{dv.callSignalEvent(rec, from, c)}, nil
+		// Call signals drive calls; only a ring leaves a line in the history,
+		// so that a call nobody took is not forgotten.
+		events := []Event{dv.callSignalEvent(rec, from, c)}
+		if c.Call.Signal != signalRing {
+			return 0, events, nil
+		}
+		mr := &msgRec{
+			ID: m.MessageID.String(), Group: rec.ID, Kind: MessageCall,
+			FromName: from.Name, FromDevice: from.ID.String(), Text: from.Name + " called",
+			SentAt: c.SentAt, ReceivedAt: now, Status: StatusReceived,
+			ExpiresAt: expiry(time.Time{}, rec.Timer, now),
+		}
+		if err := dv.putMessage(tx, mr); err != nil {
+			return 0, nil, err
+		}
+		msg := mr.message(rec, dv.self.Name)
+		return mr.Key, append(events, Event{Kind: EventMessage, ConversationID: msg.ConversationID, Message: &msg}), nil
 	}
 	mr := &msgRec{
 		ID:         m.MessageID.String(),

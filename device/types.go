@@ -99,6 +99,7 @@ const (
 	MessageRoster      MessageKind = "roster"      // a device joined or left; Text describes it
 	MessageTimer       MessageKind = "timer"       // the disappearing timer changed; see Timer
 	MessageUndelivered MessageKind = "undelivered" // the exchange could not deliver a message; Text says to whom
+	MessageCall        MessageKind = "call"        // a call was placed in the conversation; Text says by whom
 )
 
 // MessageStatus is where an outgoing message stands; received ones are StatusReceived.
