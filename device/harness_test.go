@@ -16,7 +16,7 @@ import (
 	"mahfooz/authority"
 	"mahfooz/device/vault"
 	"mahfooz/exchange"
-	"mahfooz/exchange/relay/fastpath"
+	"mahfooz/exchange/relay"
 	"mahfooz/exchange/store/sqlite"
 	"mahfooz/mls"
 	"mahfooz/wire"
@@ -69,7 +69,7 @@ type testEnv struct {
 	srv   *exchange.Server
 	addr  string
 	logs  *logBuffer
-	relay *fastpath.Relay
+	relay *relay.Relay
 	tap   *tapped
 }
 
@@ -117,7 +117,7 @@ func newEnv(t testing.TB) *testEnv {
 		t.Fatal(err)
 	}
 	e.tap = new(tapped)
-	e.relay, err = fastpath.New(fastpath.Config{
+	e.relay, err = relay.New(relay.Config{
 		Conn:   udp,
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Tap: func(call wire.CallID, from wire.DeviceID, p *rtp.Packet) {

@@ -15,16 +15,6 @@ import (
 // for a relay in trouble, not a wait.
 const joinTimeout = 5 * time.Second
 
-// MediaRelay is the call relay the exchange hands JoinCall, SetCallMembers and
-// LeaveCall to: exchange/relay/fastpath (what cmd/mahfooz runs) or the pion
-// SFU in exchange/relay. Its errors are package relay's sentinels.
-type MediaRelay interface {
-	Join(ctx context.Context, dev wire.DeviceID, call wire.CallID, members []wire.DeviceID, offer string) (string, error)
-	SetMembers(dev wire.DeviceID, call wire.CallID, members []wire.DeviceID) error
-	Leave(dev wire.DeviceID, call wire.CallID) error
-	DropDevice(dev wire.DeviceID)
-}
-
 // handleCall answers JoinCall, SetCallMembers and LeaveCall through the relay.
 // The device is the connection's, from its certificate: no message names the
 // device it acts for.

@@ -7,18 +7,18 @@ import (
 	"time"
 
 	"mahfooz/device/rtc"
-	"mahfooz/exchange/relay/fastpath"
+	"mahfooz/exchange/relay"
 	"mahfooz/wire"
 )
 
 // newMediaEnv is a store environment whose exchange has a call relay on 127.0.0.1.
-func newMediaEnv(t *testing.T) (*storeEnv, *fastpath.Relay) {
+func newMediaEnv(t *testing.T) (*storeEnv, *relay.Relay) {
 	t.Helper()
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := fastpath.New(fastpath.Config{Conn: conn})
+	r, err := relay.New(relay.Config{Conn: conn})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"mahfooz/authority"
+	"mahfooz/exchange/relay"
 	"mahfooz/exchange/store"
 	"mahfooz/wire"
 )
@@ -122,7 +123,7 @@ type Config struct {
 	// Media is the call relay that JoinCall, SetCallMembers and LeaveCall use;
 	// nil answers them with Error{unavailable}. The server takes a device out of
 	// every call when its last connection closes; it does not close the relay.
-	Media MediaRelay
+	Media *relay.Relay
 }
 
 // Server is the exchange. Its methods are safe for concurrent use.

@@ -20,7 +20,7 @@ import (
 	"mahfooz/device"
 	"mahfooz/device/vault"
 	"mahfooz/exchange"
-	"mahfooz/exchange/relay/fastpath"
+	"mahfooz/exchange/relay"
 	"mahfooz/exchange/store/sqlite"
 	"mahfooz/wire"
 
@@ -99,7 +99,7 @@ type demoRun struct {
 	dir   string
 	a     *authority.Authority
 	srv   *exchange.Server
-	relay *fastpath.Relay
+	relay *relay.Relay
 	st    *sqlite.Store
 	logs  lockedBuffer // the exchange's log, scanned at the end
 	addr  string
@@ -184,7 +184,7 @@ func (r *demoRun) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.relay, err = fastpath.New(fastpath.Config{
+	r.relay, err = relay.New(relay.Config{
 		Conn:   udp,
 		Logger: slog.New(slog.NewTextHandler(&r.logs, nil)),
 		Tap: func(_ wire.CallID, _ wire.DeviceID, p *rtp.Packet) {

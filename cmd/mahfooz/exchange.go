@@ -22,7 +22,7 @@ import (
 
 	"mahfooz/authority"
 	"mahfooz/exchange"
-	"mahfooz/exchange/relay/fastpath"
+	"mahfooz/exchange/relay"
 	"mahfooz/exchange/store/sqlite"
 )
 
@@ -153,23 +153,19 @@ func (c *exchangeCLI) serve(ctx context.Context, args []string) error {
 		ln.Close()
 		return err
 	}
-	var (
-		rel      *fastpath.Relay
-		mediaCfg exchange.MediaRelay // stays a nil interface without --media
-	)
+	var rel *relay.Relay
 	if *media != "" {
 		udp, err := net.ListenPacket("udp", *media)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("exchange: media: %w", err)
 		}
-		if rel, err = fastpath.New(fastpath.Config{Conn: udp, Advertise: advertise, Logger: logger}); err != nil {
+		if rel, err = relay.New(relay.Config{Conn: udp, Advertise: advertise, Logger: logger}); err != nil {
 			udp.Close()
 			ln.Close()
 			return err
 		}
 		defer rel.Close() // after the server, which drops devices from calls as it closes
-		mediaCfg = rel
 	}
 	srv, err := exchange.NewServer(exchange.Config{
 		Registry:   a.Registry,
@@ -177,7 +173,7 @@ func (c *exchangeCLI) serve(ctx context.Context, args []string) error {
 		ServerCert: cert,
 		Store:      st,
 		Logger:     logger,
-		Media:      mediaCfg,
+		Media:      rel,
 	})
 	if err != nil {
 		ln.Close()

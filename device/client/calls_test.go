@@ -10,7 +10,7 @@ import (
 	"mahfooz/authority"
 	"mahfooz/device/rtc"
 	"mahfooz/exchange"
-	"mahfooz/exchange/relay/fastpath"
+	"mahfooz/exchange/relay"
 	"mahfooz/wire"
 )
 
@@ -30,7 +30,7 @@ func newMediaExchange(t *testing.T) *testExchange {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := fastpath.New(fastpath.Config{Conn: udp})
+	r, err := relay.New(relay.Config{Conn: udp})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"mahfooz/device/rtc"
-	"mahfooz/exchange/relay/fastpath"
+	"mahfooz/exchange/relay"
 	"mahfooz/wire"
 )
 
@@ -66,13 +66,13 @@ func newForwarder(t *testing.T, target net.Addr) *forwarder {
 	return f
 }
 
-func newRelay(t *testing.T) *fastpath.Relay {
+func newRelay(t *testing.T) *relay.Relay {
 	t.Helper()
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := fastpath.New(fastpath.Config{Conn: conn})
+	r, err := relay.New(relay.Config{Conn: conn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func newRelay(t *testing.T) *fastpath.Relay {
 	return r
 }
 
-func dial(t *testing.T, r *fastpath.Relay, cfg rtc.Config, dev wire.DeviceID, members ...wire.DeviceID) *rtc.Link {
+func dial(t *testing.T, r *relay.Relay, cfg rtc.Config, dev wire.DeviceID, members ...wire.DeviceID) *rtc.Link {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

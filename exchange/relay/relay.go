@@ -1,38 +1,53 @@
-// Package relay is the exchange's media relay for calls: a selective forwarding
-// unit (SFU) that takes each participant's audio in over WebRTC and sends every
-// packet on to the call's other participants. The payload of every packet is an
-// SFrame ciphertext (RFC 9605) made by the sending device with keys from the
-// call's MLS group; the relay never parses it and holds no key that opens it.
+// Package relay is the exchange's media relay for calls (an SFU). It does not
+// use WebRTC PeerConnections: it speaks just enough of WebRTC to be a peer for
+// device/rtc links, which keeps its per-packet path short. It is ICE-lite (it answers STUN
+// binding checks), runs a DTLS server per participant only to agree SRTP keys
+// (RFC 5764), and forwards media on one goroutine that reads the shared UDP
+// socket, demultiplexes each datagram by its first byte (RFC 7983) and its
+// source address, decrypts SRTP with the sender's keys and encrypts it again
+// for every other participant under that participant's own SSRC and sequence
+// numbers. It reads and writes datagrams in batches (recvmmsg and sendmmsg on
+// Linux). The RTP payloads are SFrame ciphertexts the relay cannot open. RTCP is
+// dropped.
 //
-// All media uses one UDP socket (ICE-lite on a UDP mux), so the exchange opens a
-// single port for calls. A device reaches the relay only through the exchange's
-// JoinCall message on its admitted TLS connection, which hands the SDP offer to
-// Join: the relay admits only devices the exchange admitted, and only those on
-// the call's allow-list.
+// A device reaches the relay only through Join, called by the exchange with the
+// SDP offer from the device's JoinCall message: the ICE credentials and the DTLS
+// certificate fingerprint of each link come from that offer and the answer, so
+// the relay admits only devices the exchange admitted, and only those on the
+// call's allow-list.
 package relay
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math/big"
 	"net"
+	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
-	"github.com/pion/sdp/v3"
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/srtp/v3"
 
-	"mahfooz/internal/pionlog"
 	"mahfooz/wire"
 )
 
-// Opus as negotiated on every link: the one codec registered on both sides.
+// Opus as negotiated on every link: the one codec devices register.
 const (
 	// OpusPayloadType is the RTP payload type of Opus.
 	OpusPayloadType = 111
@@ -42,24 +57,22 @@ const (
 
 // Defaults for the zero fields of Config.
 const (
-	// DefaultDisconnectedTimeout is how long a participant may send nothing (no
-	// media, no ICE keepalive) before its link counts as disconnected.
-	DefaultDisconnectedTimeout = 5 * time.Second
-	// DefaultFailedTimeout is how long after that the link is declared failed and
-	// the participant removed from its call.
-	DefaultFailedTimeout = 15 * time.Second
-	// DefaultJoinTimeout bounds preparing an answer.
-	DefaultJoinTimeout = 10 * time.Second
+	// DefaultFailedTimeout is how long a participant may send nothing (no media,
+	// no ICE check) before it is removed from its call.
+	DefaultFailedTimeout = 20 * time.Second
+	// DefaultHandshakeTimeout bounds a participant's ICE and DTLS set-up.
+	DefaultHandshakeTimeout = 30 * time.Second
 )
 
 // Implementation limits.
 const (
-	// maxPacketSize bounds one RTP packet read from a participant.
+	// maxPacketSize bounds one datagram.
 	maxPacketSize = 1500
-	// keepaliveInterval is pion's ICE keepalive; an ICE-lite agent sends none.
-	keepaliveInterval = 2 * time.Second
-	// closeGrace bounds the wait for a link's handshake before closing it.
+	// closeGrace bounds the wait for a link's handshake before closing it, so that
+	// a device still connecting is told by DTLS close_notify.
 	closeGrace = 2 * time.Second
+	// tick is the resolution of the relay's clock and of its silence checks.
+	tick = 250 * time.Millisecond
 )
 
 // Errors returned by Join, SetMembers and Leave.
@@ -69,8 +82,8 @@ var (
 	ErrForbidden = errors.New("relay: not allowed in this call")
 	// ErrLimit: the device is already in as many calls as Config.MaxCallsPerDevice.
 	ErrLimit = errors.New("relay: device is in too many calls")
-	// ErrBadOffer: the SDP offer does not parse, or does not offer exactly one
-	// audio section with Opus that the relay can answer.
+	// ErrBadOffer: the SDP offer does not parse, or is not one audio section with
+	// Opus, ICE credentials and a SHA-256 DTLS fingerprint.
 	ErrBadOffer = errors.New("relay: unusable SDP offer")
 	// ErrBadMembers: a members list is empty, longer than wire.MaxCallMembers, or
 	// does not include the device that sent it.
@@ -85,11 +98,14 @@ type Config struct {
 	// over and closes it on Close.
 	Conn net.PacketConn
 	// Advertise lists the IP addresses put in the relay's host candidates in place
-	// of Conn's own address (for a relay behind a 1:1 NAT). Empty means Conn's
-	// address, or, if Conn is bound to an unspecified address, every interface's.
+	// of Conn's own address. Empty means Conn's address, or, if Conn is bound to
+	// an unspecified address, every interface's.
 	Advertise []string
 	// Logger receives events with routing metadata only; nil discards them.
 	Logger *slog.Logger
+	// Rand is the source of ICE credentials, SSRCs and the DTLS key; nil is
+	// crypto/rand.Reader.
+	Rand io.Reader
 	// Now is the relay's clock; nil is time.Now.
 	Now func() time.Time
 	// Tap, if set, sees every packet a participant sends before it is forwarded.
@@ -98,24 +114,41 @@ type Config struct {
 	// MaxCallsPerDevice bounds the calls one device is in at once; zero is
 	// wire.MaxCallsPerDevice.
 	MaxCallsPerDevice int
-	// DisconnectedTimeout and FailedTimeout are the ICE timeouts; zero is
-	// DefaultDisconnectedTimeout and DefaultFailedTimeout.
-	DisconnectedTimeout time.Duration
-	FailedTimeout       time.Duration
+	// FailedTimeout and HandshakeTimeout: zero is the default of the same name.
+	FailedTimeout    time.Duration
+	HandshakeTimeout time.Duration
 }
 
 // Relay forwards call media. Its methods are safe for concurrent use.
 type Relay struct {
-	cfg Config
-	log *slog.Logger
-	api *webrtc.API
-	mux interface{ Close() error }
+	cfg    Config
+	log    *slog.Logger
+	conn   net.PacketConn
+	udp    *net.UDPConn // conn, if it is one: the allocation-free path
+	cert   tls.Certificate
+	fp     string                   // SHA-256 fingerprint of cert, as SDP writes it
+	addrs  []netip.AddrPort         // host candidates
+	clock  atomic.Int64             // coarse Now, in Unix nanoseconds
+	stop   chan struct{}            // closed by Close
+	done   sync.WaitGroup           // the reader and the ticker
+	wg     sync.WaitGroup           // handshakes and closing links
+	book   atomic.Pointer[addrBook] // source address -> participant
+	ctx    context.Context          // cancelled by Close
+	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	closed bool                                           // guarded by mu
-	calls  map[wire.CallID]*call                          // guarded by mu
-	byDev  map[wire.DeviceID]map[wire.CallID]*participant // guarded by mu
-	wg     sync.WaitGroup                                 // closing PeerConnections
+	bookMu sync.Mutex // serialises changes to book
+
+	mu      sync.Mutex
+	closed  bool                                           // guarded by mu
+	calls   map[wire.CallID]*call                          // guarded by mu
+	byDev   map[wire.DeviceID]map[wire.CallID]*participant // guarded by mu
+	byUfrag map[string]*participant                        // guarded by mu
+}
+
+// addrBook maps source addresses to participants. The reader goroutine reads it
+// without a lock; writers copy it under bookMu.
+type addrBook struct {
+	m map[netip.AddrPort]*participant
 }
 
 // call is one call: its allow-list and participants, guarded by Relay.mu, and a
@@ -127,22 +160,38 @@ type call struct {
 	fwd     atomic.Pointer[[]*participant]
 }
 
-// participant is one device's link in one call.
+// participant is one device's link in one call. Fields marked "reader" belong
+// to the reader goroutine.
 type participant struct {
-	dev  wire.DeviceID
-	call *call
-	pc   *webrtc.PeerConnection
-	out  *webrtc.TrackLocalStaticRTP
-	live atomic.Bool // set while it is in its call: only then are its packets forwarded
-	// connected is closed once its link is up (ICE and DTLS), or has ended.
-	connected chan struct{}
+	dev       wire.DeviceID
+	call      *call
+	ufrag     string // the relay's ICE username fragment for this link
+	pwd       string // the relay's ICE password for this link
+	remote    string // the device's ICE username fragment
+	fp        []byte // the device's DTLS certificate fingerprint
+	ssrc      uint32 // the SSRC of the stream the relay sends to it
+	live      atomic.Bool
+	seen      atomic.Int64             // Relay.clock when it last sent anything valid
+	addr      atomic.Pointer[peerAddr] // where its packets come from and go to
+	keys      atomic.Pointer[keys]     // set once DTLS is done
+	view      *dtlsView
+	connected chan struct{} // closed once DTLS is done or has failed
 	connOnce  sync.Once
-
-	mu  sync.Mutex // serialises writes to out, so sequence numbers follow write order
-	seq uint16     // guarded by mu: the next sequence number on out
+	seq       uint16 // reader: next outgoing sequence number
 }
 
-// New returns a Relay serving media on cfg.Conn.
+// peerAddr is a participant's address, in both forms the socket takes.
+type peerAddr struct {
+	ap netip.AddrPort
+	ua *net.UDPAddr
+}
+
+// keys are a participant's SRTP contexts, used only by the reader goroutine.
+type keys struct {
+	in, out *srtp.Context
+}
+
+// New returns a Relay serving media on cfg.Conn and starts its reader.
 func New(cfg Config) (*Relay, error) {
 	if cfg.Conn == nil {
 		return nil, errors.New("relay: config has no UDP socket")
@@ -150,99 +199,151 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.MaxCallsPerDevice <= 0 {
 		cfg.MaxCallsPerDevice = wire.MaxCallsPerDevice
 	}
-	if cfg.DisconnectedTimeout <= 0 {
-		cfg.DisconnectedTimeout = DefaultDisconnectedTimeout
-	}
 	if cfg.FailedTimeout <= 0 {
 		cfg.FailedTimeout = DefaultFailedTimeout
 	}
-	logs := pionlog.Factory{Log: cfg.Logger, Prefix: "relay: "}
-
-	var me webrtc.MediaEngine
-	if err := me.RegisterCodec(OpusCodec(), webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, fmt.Errorf("relay: registering Opus: %w", err)
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
-	var se webrtc.SettingEngine
-	se.LoggerFactory = logs
-	se.SetLite(true)
-	mux := webrtc.NewICEUDPMux(logs.NewLogger("ice"), cfg.Conn)
-	se.SetICEUDPMux(mux)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICETimeouts(cfg.DisconnectedTimeout, cfg.FailedTimeout, keepaliveInterval)
-	if len(cfg.Advertise) > 0 {
-		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
-			External:        slices.Clone(cfg.Advertise),
-			AsCandidateType: webrtc.ICECandidateTypeHost,
-			Mode:            webrtc.ICEAddressRewriteReplace,
-		}); err != nil {
-			mux.Close()
-			return nil, fmt.Errorf("relay: advertised addresses: %w", err)
-		}
+	cert, err := selfSigned(cfg.Rand, cfg.Now())
+	if err != nil {
+		return nil, err
 	}
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(&me), webrtc.WithSettingEngine(se),
-		webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
-	return &Relay{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		api:   api,
-		mux:   mux,
-		calls: make(map[wire.CallID]*call),
-		byDev: make(map[wire.DeviceID]map[wire.CallID]*participant),
-	}, nil
+	addrs, err := candidates(cfg.Conn.LocalAddr(), cfg.Advertise)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(cert.Certificate[0])
+	hexfp := make([]string, len(sum))
+	for i, b := range sum {
+		hexfp[i] = fmt.Sprintf("%02X", b)
+	}
+	r := &Relay{
+		cfg: cfg, log: cfg.Logger, conn: cfg.Conn, cert: cert, fp: strings.Join(hexfp, ":"), addrs: addrs,
+		stop:    make(chan struct{}),
+		calls:   make(map[wire.CallID]*call),
+		byDev:   make(map[wire.DeviceID]map[wire.CallID]*participant),
+		byUfrag: make(map[string]*participant),
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.udp, _ = cfg.Conn.(*net.UDPConn)
+	r.book.Store(&addrBook{m: map[netip.AddrPort]*participant{}})
+	r.clock.Store(cfg.Now().UnixNano())
+	r.done.Add(2)
+	go r.read()
+	go r.ticker()
+	return r, nil
 }
 
-// OpusCodec returns the one codec both the relay and devices register.
-func OpusCodec() webrtc.RTPCodecParameters {
-	return webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: OpusFmtp,
-		},
-		PayloadType: OpusPayloadType,
+// selfSigned makes the relay's DTLS certificate: only its fingerprint, sent in
+// each answer over the device's authenticated exchange connection, matters.
+func selfSigned(rnd io.Reader, now time.Time) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rnd)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("relay: DTLS key: %w", err)
 	}
+	serial := make([]byte, 16)
+	if _, err := io.ReadFull(rnd, serial); err != nil {
+		return tls.Certificate{}, fmt.Errorf("relay: DTLS certificate serial: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: new(big.Int).SetBytes(serial),
+		Subject:      pkix.Name{CommonName: "mahfooz relay"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(30 * 24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rnd, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("relay: DTLS certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// candidates lists the host candidates for a socket bound to local.
+func candidates(local net.Addr, advertise []string) ([]netip.AddrPort, error) {
+	ua, ok := local.(*net.UDPAddr)
+	if !ok {
+		return nil, errors.New("relay: socket is not UDP")
+	}
+	port := uint16(ua.Port)
+	var out []netip.AddrPort
+	for _, s := range advertise {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("relay: advertised address: %w", err)
+		}
+		out = append(out, netip.AddrPortFrom(a.Unmap(), port))
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	if a, ok := netip.AddrFromSlice(ua.IP); ok && !a.IsUnspecified() {
+		return []netip.AddrPort{netip.AddrPortFrom(a.Unmap(), port)}, nil
+	}
+	ifs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("relay: interface addresses: %w", err)
+	}
+	for _, ia := range ifs {
+		if n, ok := ia.(*net.IPNet); ok {
+			if a, ok := netip.AddrFromSlice(n.IP); ok && !a.Unmap().IsLinkLocalUnicast() {
+				out = append(out, netip.AddrPortFrom(a.Unmap(), port))
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("relay: no address to advertise")
+	}
+	return out, nil
 }
 
 // Join takes dev into call and returns the SDP answer to its offer. If the call
 // does not exist, it is created with members as its allow-list, which must
 // include dev; otherwise dev must be on the call's allow-list and members is
 // ignored. A device that joins a call it is already in replaces its earlier link.
-// The answer carries all of the relay's candidates (ICE gathering is complete).
-func (r *Relay) Join(ctx context.Context, dev wire.DeviceID, callID wire.CallID, members []wire.DeviceID, offer string) (string, error) {
+func (r *Relay) Join(ctx context.Context, dev wire.DeviceID, callID wire.CallID, members []wire.DeviceID, offerSDP string) (string, error) {
 	r.mu.Lock()
 	err := r.admitLocked(dev, callID, members)
 	r.mu.Unlock()
 	if err != nil {
 		return "", err
 	}
-	if err := checkOffer(offer); err != nil {
+	o, err := parseOffer(offerSDP)
+	if err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(ctx, DefaultJoinTimeout)
-	defer cancel()
-
-	pc, err := r.api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return "", fmt.Errorf("relay: new peer connection: %w", err)
-	}
-	p := &participant{dev: dev, pc: pc, connected: make(chan struct{})}
-	answer, err := r.answer(ctx, p, offer)
-	if err != nil {
-		pc.Close()
+	if err := ctx.Err(); err != nil {
 		return "", err
 	}
+	var rnd [6 + 18 + 4 + 8]byte
+	if _, err := io.ReadFull(r.cfg.Rand, rnd[:]); err != nil {
+		return "", fmt.Errorf("relay: random: %w", err)
+	}
+	p := &participant{
+		dev:       dev,
+		ufrag:     base64.RawStdEncoding.EncodeToString(rnd[:6]),
+		pwd:       base64.RawStdEncoding.EncodeToString(rnd[6:24]),
+		remote:    o.ufrag,
+		fp:        o.fingerprint,
+		ssrc:      binary.BigEndian.Uint32(rnd[24:28]),
+		connected: make(chan struct{}),
+	}
+	p.seen.Store(r.clock.Load())
+	p.view = newDTLSView(r, p)
+	answer := answerSDP(o, p.ufrag, p.pwd, r.fp, p.ssrc, binary.BigEndian.Uint64(rnd[28:])>>1, r.addrs)
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.admitLocked(dev, callID, members); err != nil {
-		p.connOnce.Do(func() { close(p.connected) }) // it never had an answer: nothing to tell
-		r.closeLater(p)
 		return "", err
 	}
 	c := r.calls[callID]
@@ -256,7 +357,7 @@ func (r *Relay) Join(ctx context.Context, dev wire.DeviceID, callID wire.CallID,
 	}
 	if old := c.parts[dev]; old != nil {
 		r.removeLocked(old)
-		if r.calls[callID] == nil { // it was the last participant
+		if r.calls[callID] == nil {
 			r.calls[callID] = c
 		}
 	}
@@ -266,8 +367,11 @@ func (r *Relay) Join(ctx context.Context, dev wire.DeviceID, callID wire.CallID,
 		r.byDev[dev] = make(map[wire.CallID]*participant)
 	}
 	r.byDev[dev][callID] = p
+	r.byUfrag[p.ufrag] = p
 	p.live.Store(true)
 	c.publish()
+	r.wg.Add(1)
+	go r.handshake(p)
 	r.log.Info("relay: device joined call", "call", callID.String(), "device", dev.String(), "participants", len(c.parts))
 	return answer, nil
 }
@@ -289,101 +393,6 @@ func (r *Relay) admitLocked(dev wire.DeviceID, callID wire.CallID, members []wir
 		return ErrLimit
 	}
 	return nil
-}
-
-// answer prepares p's PeerConnection for offer and returns the complete answer.
-// Its errors never quote pion's, which may quote the SDP and so its ICE password.
-func (r *Relay) answer(ctx context.Context, p *participant, offer string) (string, error) {
-	pc := p.pc
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { r.forward(p, tr) })
-	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		switch s {
-		case webrtc.PeerConnectionStateConnected:
-			p.connOnce.Do(func() { close(p.connected) })
-		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
-			p.connOnce.Do(func() { close(p.connected) })
-			r.drop(p)
-		}
-	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return "", fmt.Errorf("%w: applying it", ErrBadOffer)
-	}
-	out, err := webrtc.NewTrackLocalStaticRTP(OpusCodec().RTPCodecCapability, "audio", "relay")
-	if err != nil {
-		return "", fmt.Errorf("relay: new track: %w", err)
-	}
-	p.out = out
-	if _, err := pc.AddTrack(out); err != nil {
-		return "", fmt.Errorf("%w: adding the track", ErrBadOffer)
-	}
-	if ts := pc.GetTransceivers(); len(ts) != 1 || ts[0].Kind() != webrtc.RTPCodecTypeAudio {
-		return "", fmt.Errorf("%w: want one audio transceiver", ErrBadOffer)
-	}
-	answer, err := pc.CreateAnswer(nil)
-	if err != nil {
-		return "", fmt.Errorf("%w: answering it", ErrBadOffer)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		return "", fmt.Errorf("%w: setting the answer", ErrBadOffer)
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return "", fmt.Errorf("relay: gathering candidates: %w", ctx.Err())
-	}
-	return pc.LocalDescription().SDP, nil
-}
-
-// checkOffer refuses an offer that is not one audio section.
-func checkOffer(offer string) error {
-	var sd sdp.SessionDescription
-	if err := sd.UnmarshalString(offer); err != nil {
-		return fmt.Errorf("%w: not SDP", ErrBadOffer) // the parser's message may quote the offer's credentials
-	}
-	if len(sd.MediaDescriptions) != 1 || sd.MediaDescriptions[0].MediaName.Media != "audio" {
-		return fmt.Errorf("%w: want exactly one audio section", ErrBadOffer)
-	}
-	return nil
-}
-
-// forward reads p's packets and writes each to every other participant of its
-// call. It runs on its own goroutine until p's link ends.
-func (r *Relay) forward(p *participant, tr *webrtc.TrackRemote) {
-	if tr.Kind() != webrtc.RTPCodecTypeAudio {
-		return
-	}
-	buf := make([]byte, maxPacketSize)
-	var pkt rtp.Packet
-	tap := r.cfg.Tap
-	for {
-		n, _, err := tr.Read(buf)
-		if err != nil {
-			return
-		}
-		if !p.live.Load() || pkt.Unmarshal(buf[:n]) != nil {
-			continue
-		}
-		c := p.call
-		if tap != nil {
-			tap(c.id, p.dev, &pkt)
-		}
-		for _, dst := range *c.fwd.Load() {
-			if dst != p {
-				dst.write(&pkt)
-			}
-		}
-	}
-}
-
-// write sends pkt on dst's outgoing track under dst's own sequence numbering,
-// keeping timestamp, marker and payload. The track sets SSRC and payload type.
-func (dst *participant) write(pkt *rtp.Packet) {
-	dst.mu.Lock()
-	pkt.SequenceNumber = dst.seq
-	dst.seq++
-	_ = dst.out.WriteRTP(pkt) // a failing link is removed by its state callback
-	dst.mu.Unlock()
 }
 
 // publish makes the packet path see c's current participants.
@@ -448,17 +457,20 @@ func (r *Relay) DropDevice(dev wire.DeviceID) {
 }
 
 // drop removes p if it is still in its call: its link failed or closed.
-func (r *Relay) drop(p *participant) {
+func (r *Relay) drop(p *participant, why string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return // Close ends every link
+	}
 	if p.call != nil && p.call.parts[p.dev] == p {
-		r.log.Info("relay: participant's link ended", "call", p.call.id.String(), "device", p.dev.String())
+		r.log.Info("relay: participant's link ended", "call", p.call.id.String(), "device", p.dev.String(), "why", why)
 		r.removeLocked(p)
 	}
 }
 
 // removeLocked takes p out of its call, forgets the call if it is now empty,
-// and closes p's link in the background.
+// and closes p's DTLS session in the background (telling the device).
 func (r *Relay) removeLocked(p *participant) {
 	c := p.call
 	if c == nil || c.parts[p.dev] != p {
@@ -467,6 +479,7 @@ func (r *Relay) removeLocked(p *participant) {
 	p.live.Store(false)
 	delete(c.parts, p.dev)
 	c.publish()
+	delete(r.byUfrag, p.ufrag)
 	if in := r.byDev[p.dev]; in != nil {
 		delete(in, c.id)
 		if len(in) == 0 {
@@ -477,17 +490,7 @@ func (r *Relay) removeLocked(p *participant) {
 		delete(r.calls, c.id)
 		r.log.Info("relay: call ended", "call", c.id.String())
 	}
-	r.closeLater(p)
-}
-
-// closeLater closes p's PeerConnection without holding up the caller. A link
-// still completing its DTLS handshake is given closeGrace to finish it first, so
-// that the device is told (by DTLS close_notify) rather than left to find out
-// by ICE timeouts.
-func (r *Relay) closeLater(p *participant) {
-	if r.closed {
-		return // Close closes it
-	}
+	r.unbook(p)
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -495,10 +498,79 @@ func (r *Relay) closeLater(p *participant) {
 		select {
 		case <-p.connected:
 		case <-t.C:
+		case <-r.stop:
 		}
 		t.Stop()
-		p.pc.Close()
+		p.view.shutdown()
 	}()
+}
+
+// bookAddr routes packets from a to p.
+func (r *Relay) bookAddr(a netip.AddrPort, p *participant) {
+	r.bookMu.Lock()
+	defer r.bookMu.Unlock()
+	old := r.book.Load().m
+	if old[a] == p {
+		return
+	}
+	m := make(map[netip.AddrPort]*participant, len(old)+1)
+	for k, v := range old {
+		if v != p && v.live.Load() {
+			m[k] = v
+		}
+	}
+	m[a] = p
+	r.book.Store(&addrBook{m: m})
+}
+
+// unbook forgets p's address.
+func (r *Relay) unbook(p *participant) {
+	a := p.addr.Load()
+	if a == nil {
+		return
+	}
+	r.bookMu.Lock()
+	defer r.bookMu.Unlock()
+	old := r.book.Load().m
+	if old[a.ap] != p {
+		return
+	}
+	m := make(map[netip.AddrPort]*participant, len(old))
+	for k, v := range old {
+		if v != p {
+			m[k] = v
+		}
+	}
+	r.book.Store(&addrBook{m: m})
+}
+
+// ticker keeps the coarse clock and removes participants gone silent.
+func (r *Relay) ticker() {
+	defer r.done.Done()
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		now := r.cfg.Now().UnixNano()
+		r.clock.Store(now)
+		var silent []*participant
+		r.mu.Lock()
+		for _, c := range r.calls {
+			for _, p := range c.parts {
+				if time.Duration(now-p.seen.Load()) > r.cfg.FailedTimeout {
+					silent = append(silent, p)
+				}
+			}
+		}
+		r.mu.Unlock()
+		for _, p := range silent {
+			r.drop(p, "silent")
+		}
+	}
 }
 
 // Participants returns the devices in call now, for tests and monitoring.
@@ -524,7 +596,7 @@ func (r *Relay) Calls() int {
 }
 
 // Addr returns the address of the relay's UDP socket.
-func (r *Relay) Addr() net.Addr { return r.cfg.Conn.LocalAddr() }
+func (r *Relay) Addr() net.Addr { return r.conn.LocalAddr() }
 
 // Close ends every call, closes the UDP socket and waits for the relay's
 // goroutines.
@@ -542,17 +614,21 @@ func (r *Relay) Close() error {
 		}
 	}
 	r.closed = true
-	r.calls, r.byDev = map[wire.CallID]*call{}, map[wire.DeviceID]map[wire.CallID]*participant{}
+	r.calls, r.byDev, r.byUfrag = map[wire.CallID]*call{}, map[wire.DeviceID]map[wire.CallID]*participant{}, map[string]*participant{}
 	r.mu.Unlock()
+	close(r.stop)
+	r.cancel()
 	var wg sync.WaitGroup
 	for _, p := range all {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.pc.Close()
+			p.view.shutdown()
 		}()
 	}
 	wg.Wait()
 	r.wg.Wait()
-	return r.mux.Close()
+	err := r.conn.Close()
+	r.done.Wait()
+	return err
 }

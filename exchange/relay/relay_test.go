@@ -388,14 +388,48 @@ func TestBadOffer(t *testing.T) {
 	waitFor(t, "goroutines of refused offers to end", func() bool { return runtime.NumGoroutine() <= before })
 }
 
-// FuzzCheckOffer checks that the relay's look at an offer never panics.
-func FuzzCheckOffer(f *testing.F) {
+// FuzzParseOffer checks that reading an offer never panics, that its errors
+// wrap ErrBadOffer, and that what it accepts has usable ICE credentials.
+func FuzzParseOffer(f *testing.F) {
 	f.Add("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n")
+	f.Add("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n" +
+		"a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwxyz\r\na=setup:actpass\r\na=rtpmap:111 opus/48000/2\r\n" +
+		"a=fingerprint:sha-256 " + strings.Repeat("AB:", 31) + "AB\r\n")
 	f.Add("garbage")
 	f.Add("")
-	f.Fuzz(func(t *testing.T, offer string) {
-		if err := checkOffer(offer); err != nil && !errors.Is(err, ErrBadOffer) {
-			t.Fatalf("error does not wrap ErrBadOffer: %v", err)
+	f.Fuzz(func(t *testing.T, s string) {
+		o, err := parseOffer(s)
+		if err != nil {
+			if !errors.Is(err, ErrBadOffer) {
+				t.Fatalf("error does not wrap ErrBadOffer: %v", err)
+			}
+			return
+		}
+		if !iceChars(o.ufrag, 4, 256) || !iceChars(o.pwd, 22, 256) || len(o.fingerprint) != 32 || strings.ContainsAny(o.mid, " \r\n") {
+			t.Fatalf("accepted an unusable offer: %+v", o)
 		}
 	})
+}
+
+// TestNetworks checks forwarding on an IPv6 socket and on a dual-stack socket
+// bound to the unspecified address (whose answer lists every interface).
+func TestNetworks(t *testing.T) {
+	for _, nw := range [][2]string{{"udp6", "[::1]:0"}, {"udp", ":0"}} {
+		t.Run(nw[0]+" "+nw[1], func(t *testing.T) {
+			conn, err := net.ListenPacket(nw[0], nw[1])
+			if err != nil {
+				t.Skipf("no such socket here: %v", err)
+			}
+			r, err := New(Config{Conn: conn, Logger: testLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			call := callID(1)
+			a, b := dev(1), dev(2)
+			la := mustDial(t, r, a, call, a, b)
+			lb := mustDial(t, r, b, call)
+			warmUp(t, []string{"a", "b"}, []*rtc.Link{la, lb}, []<-chan packet{receive(la), receive(lb)})
+		})
+	}
 }

@@ -1,4 +1,4 @@
-package fastpath
+package relay
 
 import (
 	"context"
@@ -302,11 +302,11 @@ func (r *Relay) handshake(p *participant) {
 	}
 	verify := func(raw [][]byte, _ [][]*x509.Certificate) error {
 		if len(raw) == 0 {
-			return errors.New("fastpath: no DTLS certificate")
+			return errors.New("relay: no DTLS certificate")
 		}
 		sum := sha256.Sum256(raw[0])
 		if subtle.ConstantTimeCompare(sum[:], p.fp) != 1 {
-			return errors.New("fastpath: DTLS certificate does not match the offer")
+			return errors.New("relay: DTLS certificate does not match the offer")
 		}
 		return nil
 	}
@@ -315,7 +315,7 @@ func (r *Relay) handshake(p *participant) {
 		dtls.WithSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80),
 		dtls.WithClientAuth(dtls.RequireAnyClientCert),
 		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
-		dtls.WithLoggerFactory(pionlog.Factory{Log: r.log, Prefix: "fastpath: "}),
+		dtls.WithLoggerFactory(pionlog.Factory{Log: r.log, Prefix: "relay: "}),
 		dtls.WithVerifyPeerCertificate(verify))
 	if err != nil {
 		r.drop(p, "DTLS set-up")
@@ -349,11 +349,11 @@ func (r *Relay) handshake(p *participant) {
 func srtpKeys(conn *dtls.Conn) (*keys, error) {
 	prof, ok := conn.SelectedSRTPProtectionProfile()
 	if !ok {
-		return nil, errors.New("fastpath: no SRTP profile negotiated")
+		return nil, errors.New("relay: no SRTP profile negotiated")
 	}
 	state, ok := conn.ConnectionState()
 	if !ok {
-		return nil, errors.New("fastpath: no DTLS state")
+		return nil, errors.New("relay: no DTLS state")
 	}
 	sc := srtp.Config{Profile: srtp.ProtectionProfile(prof)}
 	if err := sc.ExtractSessionKeysFromDTLS(&state, false); err != nil {
@@ -432,7 +432,7 @@ func (v *dtlsView) ReadFrom(b []byte) (int, net.Addr, error) {
 	case pkt := <-v.in:
 		a := v.p.addr.Load()
 		if a == nil {
-			return 0, nil, errors.New("fastpath: no address")
+			return 0, nil, errors.New("relay: no address")
 		}
 		return copy(b, pkt), a.ua, nil
 	case <-v.closed:
@@ -451,7 +451,7 @@ func (v *dtlsView) WriteTo(b []byte, _ net.Addr) (int, error) {
 	}
 	a := v.p.addr.Load()
 	if a == nil {
-		return 0, errors.New("fastpath: no address")
+		return 0, errors.New("relay: no address")
 	}
 	v.r.writeTo(b, a.ap)
 	return len(b), nil
@@ -477,6 +477,6 @@ func (v *dtlsView) SetWriteDeadline(time.Time) error { return nil }
 
 type timeoutError struct{}
 
-func (timeoutError) Error() string   { return "fastpath: read deadline" }
+func (timeoutError) Error() string   { return "relay: read deadline" }
 func (timeoutError) Timeout() bool   { return true }
 func (timeoutError) Temporary() bool { return true }

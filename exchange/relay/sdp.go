@@ -1,4 +1,4 @@
-package fastpath
+package relay
 
 import (
 	"encoding/hex"
