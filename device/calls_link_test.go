@@ -65,8 +65,7 @@ func callOnLink(t *testing.T, name string, a, b []int16) {
 	bob.reopen()
 	alice.running()
 	bob.running()
-	bobEvents, unsubscribe := bob.Subscribe()
-	defer unsubscribe()
+	bobEvents := bob.events()
 
 	// What bob receives is alice's speech delayed by his downlink, and what he
 	// sends reaches the relay after his uplink's delay: each talk measures the

@@ -217,8 +217,7 @@ func TestCallOneToOne(t *testing.T) {
 	alice, bob := e.enroll("alice"), e.enroll("bob")
 	alice.running()
 	bob.running()
-	bobEvents, unsubscribe := bob.Subscribe()
-	defer unsubscribe()
+	bobEvents := bob.events()
 
 	aliceHeard, bobHeard := new(recorder), new(recorder)
 	// Alice says her sentence, then listens to bob's and hangs up when her file ends.
@@ -289,6 +288,28 @@ func TestCallOneToOne(t *testing.T) {
 	}
 }
 
+// crisisCell enrols alice, bob and carol, keeps their devices running, and
+// has alice create the group "crisis cell" with the other two.
+func crisisCell(t *testing.T) (*testEnv, *testDevice, *testDevice, *testDevice) {
+	t.Helper()
+	e := newEnv(t)
+	alice, bob, carol := e.enroll("alice"), e.enroll("bob"), e.enroll("carol")
+	for _, d := range []*testDevice{alice, bob, carol} {
+		d.running()
+	}
+	if _, err := alice.CreateGroup(ctxT(t), "crisis cell", []string{"bob", "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	return e, alice, bob, carol
+}
+
+// events subscribes to the device's events for the rest of the test.
+func (d *testDevice) events() <-chan Event {
+	ch, cancel := d.Subscribe()
+	d.env.t.Cleanup(cancel)
+	return ch
+}
+
 // tone440 is a 440 Hz tone of duration d at 48 kHz.
 func tone440(d time.Duration) []int16 {
 	pcm := make([]int16, int(d.Seconds()*48000))
@@ -338,18 +359,8 @@ func (d *testDevice) opener(gid []byte) *call.Keys {
 
 func TestGroupCallThreeParties(t *testing.T) {
 	a, b := sentences(t)
-	e := newEnv(t)
-	alice, bob, carol := e.enroll("alice"), e.enroll("bob"), e.enroll("carol")
-	for _, d := range []*testDevice{alice, bob, carol} {
-		d.running()
-	}
-	if _, err := alice.CreateGroup(ctxT(t), "crisis cell", []string{"bob", "carol"}); err != nil {
-		t.Fatal(err)
-	}
-	bobEvents, unsubB := bob.Subscribe()
-	defer unsubB()
-	carolEvents, unsubC := carol.Subscribe()
-	defer unsubC()
+	e, alice, bob, carol := crisisCell(t)
+	bobEvents, carolEvents := bob.events(), carol.events()
 
 	aliceHeard, bobHeard, carolHeard := new(recorder), new(recorder), new(recorder)
 	aliceSays := append(append([]int16(nil), a...), make([]int16, len(b)+3*48000)...)
@@ -510,19 +521,9 @@ func mustCompare(t *testing.T, said, heard []int16) speech.Result {
 }
 
 func TestCallRemovedMemberLosesTheAudio(t *testing.T) {
-	e := newEnv(t)
-	alice, bob, carol := e.enroll("alice"), e.enroll("bob"), e.enroll("carol")
+	e, alice, bob, carol := crisisCell(t)
 	dave := e.enroll("dave")
-	for _, d := range []*testDevice{alice, bob, carol} {
-		d.running()
-	}
-	if _, err := alice.CreateGroup(ctxT(t), "crisis cell", []string{"bob", "carol"}); err != nil {
-		t.Fatal(err)
-	}
-	bobEvents, unsubB := bob.Subscribe()
-	defer unsubB()
-	carolEvents, unsubC := carol.Subscribe()
-	defer unsubC()
+	bobEvents, carolEvents := bob.events(), carol.events()
 	tone := tone440(30 * time.Second)
 	ac, err := alice.StartCall(ctxT(t), ConversationRef{Group: "crisis cell"}, CallOptions{Source: &pcmSource{pcm: tone}})
 	if err != nil {
@@ -601,8 +602,7 @@ func TestCallSurvivesAConnectionDrop(t *testing.T) {
 	alice, bob := e.enroll("alice"), e.enroll("bob")
 	alice.running()
 	bob.running()
-	bobEvents, unsubscribe := bob.Subscribe()
-	defer unsubscribe()
+	bobEvents := bob.events()
 	tone := tone440(60 * time.Second)
 	ac, err := alice.StartCall(ctxT(t), ConversationRef{To: "bob"}, CallOptions{Source: &pcmSource{pcm: tone}})
 	if err != nil {

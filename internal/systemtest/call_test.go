@@ -9,10 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -228,77 +226,17 @@ func (p *callProcess) check(want ...string) (ended callEvent) {
 	return p.events[len(p.events)-1]
 }
 
-var mediaListening = regexp.MustCompile(`call media on udp (127\.0\.0\.1:[0-9]+)`)
-
 // startCallExchange makes an authority and runs `mahfooz exchange serve` with
 // call media on a UDP port of 127.0.0.1. The returned system issues tickets;
 // the exchange stops when the test ends.
 func startCallExchange(t *testing.T) *system {
 	t.Helper()
-	dir := t.TempDir()
-	s := &system{t: t, authorityDir: filepath.Join(dir, "authority"), home: filepath.Join(dir, "exchange")}
-	mahfooz(t, "authority", "init", "--dir", s.authorityDir)
-	cmd := exec.Command(binary, "exchange", "serve", "--authority", s.authorityDir, "--home", s.home,
-		"--listen", "127.0.0.1:0", "--media", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "MAHFOOZ_PASSPHRASE="+passphrase)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
+	s := newSystem(t, "--media", "127.0.0.1:0")
+	// The media line comes before "listening on", so it is in the log by now.
+	if log, _ := os.ReadFile(s.logPath); !bytes.Contains(log, []byte("exchange: call media on udp 127.0.0.1:")) {
+		t.Fatalf("exchange serve --media printed no media address before listening:\n%s", log)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var log lockedBuffer
-	type addrs struct{ tcp, udp string }
-	found := make(chan addrs, 1)
-	exited := make(chan error, 1)
-	go func() {
-		// Read to the end whatever happens: an exchange whose stderr is closed
-		// would die of SIGPIPE at its next log line.
-		var a addrs
-		sent := false
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			log.Write([]byte(line + "\n"))
-			if m := mediaListening.FindStringSubmatch(line); m != nil {
-				a.udp = m[1]
-			}
-			if m := listening.FindStringSubmatch(line); m != nil {
-				a.tcp = m[1]
-			}
-			if a.tcp != "" && !sent {
-				found <- a
-				sent = true
-			}
-		}
-		exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("exchange log:\n%s", log.String())
-		}
-	})
-	select {
-	case a := <-found:
-		if a.udp == "" {
-			t.Fatalf("exchange serve --media printed no media address before listening:\n%s", log.String())
-		}
-		s.addr = a.tcp
-		return s
-	case err := <-exited:
-		t.Fatalf("exchange exited before listening: %v\n%s", err, log.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("exchange did not report its address within 60 s:\n%s", log.String())
-	}
-	return nil
+	return s
 }
 
 // silence returns d of silence at callRate.

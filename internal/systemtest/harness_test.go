@@ -64,13 +64,16 @@ type system struct {
 	home         string // the exchange's
 	logPath      string // the exchange's stderr, across restarts
 	addr         string
+	flags        []string // more flags for exchange serve
 
 	mu   sync.Mutex
 	proc *exec.Cmd
 	exit chan error
 }
 
-func newSystem(t *testing.T) *system {
+// newSystem makes an authority and starts an exchange on it, with flags
+// added to `exchange serve`.
+func newSystem(t *testing.T, flags ...string) *system {
 	t.Helper()
 	dir := t.TempDir()
 	s := &system{
@@ -79,6 +82,7 @@ func newSystem(t *testing.T) *system {
 		home:         filepath.Join(dir, "exchange"),
 		logPath:      filepath.Join(dir, "exchange.log"),
 		addr:         "127.0.0.1:0",
+		flags:        flags,
 	}
 	mahfooz(t, "authority", "init", "--dir", s.authorityDir)
 	s.start()
@@ -115,7 +119,8 @@ func (s *system) start() {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "exchange", "serve", "--authority", s.authorityDir, "--home", s.home, "--listen", s.addr)
+	cmd := exec.Command(binary, append([]string{"exchange", "serve", "--authority", s.authorityDir,
+		"--home", s.home, "--listen", s.addr}, s.flags...)...)
 	cmd.Env = append(os.Environ(), "MAHFOOZ_PASSPHRASE="+passphrase)
 	pr, pw, err := os.Pipe()
 	if err != nil {
