@@ -131,6 +131,7 @@ type Buffer struct {
 	lastDur     int       // duration of the last packet received
 	lastFEC     bool      // whether it carries FEC
 	fecAt       time.Time // arrival of the last packet carrying FEC
+	copiesAt    time.Time // arrival of the last packet carrying a copy of the one before
 	lossAt      time.Time
 	lossSeen    bool
 
@@ -192,9 +193,18 @@ func (b *Buffer) PushCopy(ts uint32, pkt []byte) { b.push(ts, pkt, true) }
 // Protected tells the Buffer that the sender's packets carry a copy of the
 // packet before: like FEC, that can only rebuild a lost packet once the next
 // one is in, so while packets are being lost the Buffer waits one packet more.
+//
+// Unlike FEC, which comes and goes with the encoder's choices, copies are sent
+// for as long as a link is poor, so the Buffer keeps the extra packet while
+// they come, whether or not a loss was seen yet: a target that rose only at
+// the first loss would make the copy that follows it late, in mid-sentence.
 func (b *Buffer) Protected() {
 	b.mu.Lock()
-	b.fecAt = b.now()
+	now := b.now()
+	if b.copiesAt.IsZero() || now.Sub(b.copiesAt) > lossMemory {
+		b.sinceTarget = retargetEvery // take the lead into account now
+	}
+	b.fecAt, b.copiesAt = now, now
 	b.mu.Unlock()
 }
 
@@ -326,7 +336,7 @@ func (b *Buffer) retarget(now time.Time) {
 	if b.lossSeen && now.Sub(b.lossAt) > lossMemory {
 		b.lossSeen = false
 	}
-	if b.lossSeen && now.Sub(b.fecAt) <= lossMemory {
+	if b.lossSeen && now.Sub(b.fecAt) <= lossMemory || !b.copiesAt.IsZero() && now.Sub(b.copiesAt) <= lossMemory {
 		spread += int64(b.lastDur)
 	}
 	b.target = max(b.minDelay, min(b.maxDelay, spread+targetMargin))
