@@ -31,7 +31,6 @@ func TestCallOnPoorLinks(t *testing.T) {
 	a, b := sentences(t)
 	for _, name := range []string{"edge", "3g", "lossy"} {
 		t.Run(name, func(t *testing.T) {
-			t.Parallel()
 			callOnLink(t, name, a, b)
 		})
 	}
