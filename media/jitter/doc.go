@@ -9,18 +9,23 @@
 //
 // Packets carry the RTP timestamp of their first sample (48 kHz clock, set by
 // the sender). For every packet the Buffer measures its transit: arrival time
-// (from Config.Now) minus timestamp. The smallest transit of the last
-// transitWindow packets is the base: the delay of the fastest path, clock
-// offset included. The target delay is how much later than the base the Buffer
-// plays, so that every packet of the window would have been in by then:
+// (from Config.Now) minus the timestamp of the packet's end, when the sender
+// could send it, so that the transit is the network's alone whatever the
+// packet's duration. The smallest transit of the last transitWindow packets is
+// the base: the delay of the fastest path, clock offset included. The target
+// delay is how much later than the base the Buffer plays, so that every packet
+// of the window would have been in by then:
 //
-//	target = clamp(MinDelay, max(transit - base) + 20 ms [+ one packet], MaxDelay)
+//	target = clamp(MinDelay, max(transit - base) + packet + 20 ms [+ packet], MaxDelay)
 //
 // The maximum rather than a percentile: on a poor link the slow tail is what
 // would otherwise be played as concealment, and playing a little later costs
-// less than losing words. The 20 ms is one playout tick.
+// less than losing words. A packet's first sample plays only once the whole
+// packet is in, hence its duration (that of the sender's latest packet, so a
+// change of profile moves the target at once); the 20 ms is one playout tick.
 // The extra packet is added while packets carry FEC and some were lost in the
-// last 10 s: FEC can only rebuild a lost packet once its successor is in.
+// last 10 s, or while they carry copies of the packet before: either can only
+// rebuild a lost packet once its successor is in.
 //
 // At each Next the sample that should be playing is want = now - base - target
 // (in timestamp units), and the Buffer steers its playout position towards it:
@@ -45,7 +50,9 @@
 // (libopus does, in its speech modes, with FEC on), concealed otherwise. When
 // no later packet has arrived, the sender may just have gone quiet (with DTX
 // it sends nothing in silence), so the Buffer conceals at most 120 ms and then
-// plays silence until the next talkspurt. A packet that arrives after its
+// plays silence until the next talkspurt. A packet the sender marks as the first
+// after its silence (PushResumed) says that what is missing before it was not
+// lost: it is concealed into silence the same way, and not counted or repaired. A packet that arrives after its
 // audio was played (or skipped) is late and dropped.
 //
 // A Buffer is safe for concurrent use: typically Push runs on the network

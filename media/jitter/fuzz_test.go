@@ -13,7 +13,8 @@ import (
 // must never panic, and every well-formed packet must be counted once.
 //
 // The script is a sequence of records: a byte op, then for a packet a 4-byte
-// timestamp, a 1-byte length and the packet.
+// timestamp, a 1-byte length and the packet; the op's next two bits say how
+// the packet came (in the stream, after a silence, as a copy, or with copies).
 func FuzzPush(f *testing.F) {
 	enc, err := opus.NewEncoder()
 	if err != nil {
@@ -64,7 +65,17 @@ func FuzzPush(f *testing.F) {
 				if _, err := opus.PacketSamples(pkt); err == nil {
 					valid++
 				}
-				b.Push(ts, pkt)
+				switch (op >> 2) % 4 {
+				case 0:
+					b.Push(ts, pkt)
+				case 1:
+					b.PushResumed(ts, pkt)
+				case 2:
+					b.PushCopy(ts, pkt)
+				case 3:
+					b.Protected()
+					b.Push(ts, pkt)
+				}
 			case 1: // the playout clock
 				now = now.Add(20 * time.Millisecond)
 				b.Next(pcm)

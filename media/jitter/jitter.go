@@ -83,10 +83,11 @@ type Stats struct {
 
 // packet is one Opus packet held for playout.
 type packet struct {
-	ts   int64 // extended RTP timestamp of the first sample
-	dur  int   // samples
-	fec  bool  // carries FEC for the packet before it
-	data []byte
+	ts      int64 // extended RTP timestamp of the first sample
+	dur     int   // samples
+	fec     bool  // carries FEC for the packet before it
+	resumes bool  // the first after the sender's silence: no audio is missing before it
+	data    []byte
 }
 
 func (p *packet) end() int64 { return p.ts + int64(p.dur) }
@@ -180,15 +181,30 @@ func durationSamples(d time.Duration) int64 { return int64(d) * clockRate / int6
 
 func samplesDuration(n int64) time.Duration { return time.Duration(n * int64(time.Second) / clockRate) }
 
+// pushKind says how a packet came.
+type pushKind int
+
+const (
+	pushed  pushKind = iota // a packet of the sender's stream
+	resumed                 // the first packet after the sender's silence
+	copied                  // a copy that came inside a later packet
+)
+
 // Push stores one Opus packet whose first sample has RTP timestamp ts. The
 // Buffer copies pkt. Malformed packets, duplicates and packets too late to
 // play are dropped and counted.
-func (b *Buffer) Push(ts uint32, pkt []byte) { b.push(ts, pkt, false) }
+func (b *Buffer) Push(ts uint32, pkt []byte) { b.push(ts, pkt, pushed) }
+
+// PushResumed stores the first packet the sender sent after a silence, in
+// which it sent nothing (discontinuous transmission): the gap before it is
+// the sender's silence, to be played as such, not a loss to be repaired or
+// counted.
+func (b *Buffer) PushResumed(ts uint32, pkt []byte) { b.push(ts, pkt, resumed) }
 
 // PushCopy stores a packet that arrived again inside a later one (the
 // sender repeats each packet in the next), after its own was lost. Its
 // arrival says nothing of the network's delay, so it is not measured.
-func (b *Buffer) PushCopy(ts uint32, pkt []byte) { b.push(ts, pkt, true) }
+func (b *Buffer) PushCopy(ts uint32, pkt []byte) { b.push(ts, pkt, copied) }
 
 // Protected tells the Buffer that the sender's packets carry a copy of the
 // packet before: like FEC, that can only rebuild a lost packet once the next
@@ -208,7 +224,7 @@ func (b *Buffer) Protected() {
 	b.mu.Unlock()
 }
 
-func (b *Buffer) push(ts uint32, pkt []byte, copied bool) {
+func (b *Buffer) push(ts uint32, pkt []byte, kind pushKind) {
 	dur, err := opus.PacketSamples(pkt)
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -236,15 +252,19 @@ func (b *Buffer) push(ts uint32, pkt []byte, copied bool) {
 	}
 	b.recent[b.nRecent%recentWindow] = e
 	b.nRecent++
-	if copied {
+	if kind == copied {
 		b.highEnd = max(b.highEnd, e+int64(dur))
 	} else {
+		if dur != b.lastDur {
+			// A new packet duration moves the target at once (see retarget).
+			b.sinceTarget = retargetEvery
+		}
 		b.lastDur, b.lastFEC = dur, opus.HasFEC(pkt)
 		if b.lastFEC {
 			b.fecAt = now
 		}
 	}
-	if gap := e - b.highEnd; !copied && b.received > 1 && gap > 0 && gap <= 3*int64(dur) {
+	if gap := e - b.highEnd; kind == pushed && b.received > 1 && gap > 0 && gap <= 3*int64(dur) {
 		// A short gap in the timestamps: a packet lost or still on its way
 		// (a long one is more likely the sender's silence).
 		if !b.lossSeen {
@@ -256,8 +276,8 @@ func (b *Buffer) push(ts uint32, pkt []byte, copied bool) {
 	if b.received == 1 {
 		b.highEnd = e + int64(dur)
 	}
-	if !copied {
-		b.observe(now, e)
+	if kind != copied {
+		b.observe(now, e+int64(dur))
 	}
 	if b.playing && e+int64(dur) <= b.pos {
 		b.late++
@@ -274,7 +294,7 @@ func (b *Buffer) push(ts uint32, pkt []byte, copied bool) {
 	}
 	p := b.newPacket()
 	p.ts, p.dur, p.data = e, dur, append(p.data[:0], pkt...)
-	p.fec = b.lastFEC
+	p.fec, p.resumes = opus.HasFEC(pkt), kind == resumed
 	b.pkts = slices.Insert(b.pkts, i, p)
 }
 
@@ -297,11 +317,13 @@ func (b *Buffer) newPacket() *packet {
 	return &packet{data: make([]byte, 0, 256)}
 }
 
-// observe records the transit of a packet with extended timestamp e that
-// arrived at now.
-func (b *Buffer) observe(now time.Time, e int64) {
+// observe records the transit of a packet that arrived at now and whose last
+// sample ends at extended timestamp end. Measured from the end, which is when
+// the sender could send it, the transit is the network's alone, whatever the
+// packet's duration: it stays comparable when the sender changes durations.
+func (b *Buffer) observe(now time.Time, end int64) {
 	arrival := durationSamples(now.Sub(b.epoch))
-	transit := arrival - e
+	transit := arrival - end
 	if b.nTransit > 0 {
 		d := float64(transit - b.lastTransit)
 		if d < 0 {
@@ -318,10 +340,12 @@ func (b *Buffer) observe(now time.Time, e int64) {
 	}
 }
 
-// retarget recomputes the base transit and the target delay. While packets
-// are being lost (a short gap in the timestamps of those received, in the last
-// lossMemory) and carry FEC, the target includes one more packet, so that a
-// lost packet's successor is in by the time the lost one is due.
+// retarget recomputes the base transit and the target delay. A packet's first
+// sample can play only once the whole packet is in, so the target includes the
+// duration of the sender's current packets. While packets are being lost (a
+// short gap in the timestamps of those received, in the last lossMemory) and
+// carry FEC, or while they carry copies, it includes one packet more, so that
+// a lost packet's successor is in by the time the lost one is due.
 func (b *Buffer) retarget(now time.Time) {
 	b.sinceTarget = 0
 	n := min(b.nTransit, transitWindow)
@@ -332,7 +356,7 @@ func (b *Buffer) retarget(now time.Time) {
 	// The slowest packet of the window, not a percentile: on a poor link the
 	// slow tail is what would otherwise be played as concealment, and a
 	// packet played late costs less than one not played at all.
-	spread := s[n-1] - b.base
+	spread := s[n-1] - b.base + int64(b.lastDur)
 	if b.lossSeen && now.Sub(b.lossAt) > lossMemory {
 		b.lossSeen = false
 	}
@@ -455,13 +479,16 @@ func (b *Buffer) fill(dst []int16, want int64) {
 			b.conceal(dst[out : out+n])
 			b.expanded += int64(n)
 			out += n
-		case next != nil && !b.noFEC && next.fec && b.fecFits(next, p):
+		case next != nil && !next.resumes && !b.noFEC && next.fec && b.fecFits(next, p):
 			b.decodeFEC(next, p)
 		default:
+			// Lost, or the sender's silence: concealment fades into it.
 			n := room
 			if next != nil {
 				n = int(min(int64(room), next.ts-p))
-				b.lost += int64(n)
+				if !next.resumes {
+					b.lost += int64(n)
+				}
 			}
 			b.conceal(dst[out : out+n])
 			out += n

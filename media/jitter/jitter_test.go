@@ -60,8 +60,8 @@ func TestSilenceBeforeFirstPacket(t *testing.T) {
 func TestInOrder(t *testing.T) {
 	r := run(t, scenario{frame: 960, seconds: 3})
 	requireExact(t, "in order", r)
-	if d := r.stats.Delay; d < 20*time.Millisecond || d > 40*time.Millisecond {
-		t.Errorf("delay %v with a steady network, want about MinDelay (20 ms)", d)
+	if d := r.stats.Delay; d < 20*time.Millisecond || d > 45*time.Millisecond {
+		t.Errorf("delay %v with a steady network, want about a packet and a playout tick (40 ms)", d)
 	}
 }
 
@@ -161,15 +161,16 @@ func TestLossCopies(t *testing.T) {
 }
 
 // TestJitter checks the Buffer against a network adding 0 to 60 ms of
-// random delay (30 ms jitter on average): the target delay grows to cover it,
-// and few packets are late.
+// random delay (30 ms jitter on average): the target delay grows to cover it
+// (with the 20 ms of each packet, the playout tick and the packet of FEC lead
+// that reordering calls for), and few packets are late.
 func TestJitter(t *testing.T) {
 	r := run(t, scenario{frame: 960, seconds: 10, fec: true, seed: 5, extra: func(rng *rand.Rand, _ int) time.Duration {
 		return time.Duration(rng.Float64() * float64(60*time.Millisecond))
 	}})
 	logStats(t, "jitter", r)
 	s := r.stats
-	if s.TargetDelay < 50*time.Millisecond || s.TargetDelay > 100*time.Millisecond {
+	if s.TargetDelay < 80*time.Millisecond || s.TargetDelay > 130*time.Millisecond {
 		t.Errorf("target delay %v for 0-60 ms of jitter", s.TargetDelay)
 	}
 	if s.Late > uint64(r.sent)/20 {
@@ -297,4 +298,95 @@ func BenchmarkPushNext(b *testing.B) {
 		jb.Next(pcm)
 		k++
 	}
+}
+
+// TestPacketDurationChanges has the sender change its packet duration in
+// mid-speech, as a call changing profiles does (20, 40, 60 ms and back), over
+// a network with 0 to 40 ms of jitter: a longer packet leaves the sender later,
+// and none of them may arrive too late to be played.
+func TestPacketDurationChanges(t *testing.T) {
+	r := run(t, scenario{frame: 960, seconds: 12, seed: 3,
+		switches: []frameSwitch{{3, 1920}, {6, 2880}, {9, 960}},
+		extra: func(rng *rand.Rand, _ int) time.Duration {
+			return time.Duration(rng.Float64() * float64(40*time.Millisecond))
+		}})
+	logStats(t, "duration changes", r)
+	s := r.stats
+	if s.Late != 0 || s.Lost != 0 || s.Dropped != 0 {
+		t.Errorf("late %d, lost %d, dropped %d; want none", s.Late, s.Lost, s.Dropped)
+	}
+	// Each change adds at most one concealed frame (a longer packet's extra
+	// 20 ms of delay); nothing else is concealed but the 120 ms that fade out
+	// after the last packet.
+	if s.Expanded > 3 || s.Concealed > s.Expanded+6 {
+		t.Errorf("%d frames concealed, %d of them to raise the delay; want 3 and 9 at most", s.Concealed, s.Expanded)
+	}
+	// Back on 20 ms packets, the target is that of 20 ms packets again: 40 ms
+	// of jitter, the packet's 20 ms and a 20 ms playout tick.
+	if s.TargetDelay > 85*time.Millisecond {
+		t.Errorf("target %v after going back to 20 ms packets", s.TargetDelay)
+	}
+	if snr, _, _ := r.compare(); snr < 10 {
+		t.Errorf("SNR %.1f dB", snr)
+	}
+}
+
+// TestResumed plays a gap before a packet pushed as the first after the
+// sender's silence: it is played as the silence it was, not counted as a
+// loss, and it does not make the Buffer wait for FEC.
+func TestResumed(t *testing.T) {
+	for _, resumed := range []bool{false, true} {
+		var now time.Time
+		dec, err := opus.NewDecoder()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dec.Close()
+		b := New(Config{Now: func() time.Time { return now }}, dec)
+		pkts := encodeSpeech(t, 30, true)
+		start := time.Unix(1000, 0)
+		pcm := make([]int16, FrameSamples)
+		for k := range 30 {
+			now = start.Add(time.Duration(k+1) * 20 * time.Millisecond)
+			switch {
+			case k == 10: // the sender was silent for this packet
+			case k == 11 && resumed:
+				b.PushResumed(uint32(k*FrameSamples), pkts[k])
+			default:
+				b.Push(uint32(k*FrameSamples), pkts[k])
+			}
+			b.Next(pcm)
+		}
+		s := b.Stats()
+		if resumed && (s.Lost != 0 || s.TargetDelay > 40*time.Millisecond) {
+			t.Errorf("after a silence: lost %d, target %v; want no loss and 40 ms", s.Lost, s.TargetDelay)
+		}
+		if !resumed && s.Lost != 1 {
+			t.Errorf("after a lost packet: lost %d, want 1", s.Lost)
+		}
+	}
+}
+
+// encodeSpeech returns n 20 ms packets of speech, with in-band FEC if fec.
+func encodeSpeech(t *testing.T, n int, fec bool) [][]byte {
+	t.Helper()
+	enc, err := opus.NewEncoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	if err := enc.SetFEC(fec, 10); err != nil {
+		t.Fatal(err)
+	}
+	sig := speechLike(n*FrameSamples, false)
+	buf := make([]byte, opus.MaxPacketSize)
+	pkts := make([][]byte, n)
+	for k := range pkts {
+		m, err := enc.Encode(sig[k*FrameSamples:(k+1)*FrameSamples], buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkts[k] = append([]byte(nil), buf[:m]...)
+	}
+	return pkts
 }

@@ -56,13 +56,16 @@ var signals sync.Map
 // scenario is a synthetic call leg: what the sender encodes and how the
 // network delivers it.
 type scenario struct {
-	frame   int // samples per packet
-	seconds float64
-	ts0     uint32
-	fec     bool // encoder FEC, tuned for 10% loss
-	dtx     bool // encoder DTX; DTX packets are not sent
-	pauses  bool // silences in the signal
-	silence [2]float64
+	frame int // samples per packet
+	// switches changes the samples per packet from the packet that starts at
+	// or after each time, in seconds, as a sender changing profiles does.
+	switches []frameSwitch
+	seconds  float64
+	ts0      uint32
+	fec      bool // encoder FEC, tuned for 10% loss
+	dtx      bool // encoder DTX; DTX packets are not sent
+	pauses   bool // silences in the signal
+	silence  [2]float64
 	// Network.
 	loss      float64 // probability that a packet is lost
 	baseDelay time.Duration
@@ -82,6 +85,11 @@ type window struct {
 	pos      int64 // playout position at the start (extended timestamp)
 	clean    bool  // played straight from the sender's timeline, no expand or drop
 	lostNear bool
+}
+
+type frameSwitch struct {
+	at    float64
+	frame int
 }
 
 type result struct {
@@ -130,24 +138,38 @@ func run(t testing.TB, sc scenario) *result {
 		t.Fatal(err)
 	}
 	defer refDec.Close()
-	var pkts [][]byte
-	ref := make([]int16, n/sc.frame*sc.frame)
+	var (
+		pkts  [][]byte
+		offs  []int // sample offset of each packet
+		frame = sc.frame
+		sw    = sc.switches
+	)
+	ref := make([]int16, n)
 	buf := make([]byte, opus.MaxPacketSize)
-	for k := 0; (k+1)*sc.frame <= n; k++ {
-		m, err := enc.Encode(sig[k*sc.frame:(k+1)*sc.frame], buf)
+	for off := 0; ; off += frame {
+		if len(sw) > 0 && float64(off) >= sw[0].at*clockRate {
+			frame, sw = sw[0].frame, sw[1:]
+		}
+		if off+frame > n {
+			ref = ref[:off]
+			break
+		}
+		m, err := enc.Encode(sig[off:off+frame], buf)
 		if err != nil {
 			t.Fatal(err)
 		}
+		offs = append(offs, off)
 		pkt := append([]byte(nil), buf[:m]...)
 		if sc.dtx && opus.IsDTX(pkt) {
 			pkts = append(pkts, nil)
 			continue
 		}
 		pkts = append(pkts, pkt)
-		if _, err := refDec.Decode(pkt, ref[k*sc.frame:(k+1)*sc.frame]); err != nil {
+		if _, err := refDec.Decode(pkt, ref[off:off+frame]); err != nil {
 			t.Fatal(err)
 		}
 	}
+	offs = append(offs, len(ref)) // the end of the last packet
 
 	res := &result{ref: ref, lostK: map[int]bool{}}
 	var arrivals []arrival
@@ -160,7 +182,7 @@ func run(t testing.TB, sc scenario) *result {
 			res.lostK[k] = true
 			continue
 		}
-		at := time.Duration(k+1)*time.Duration(sc.frame)*time.Second/clockRate + sc.baseDelay
+		at := time.Duration(offs[k+1])*time.Second/clockRate + sc.baseDelay
 		if sc.extra != nil {
 			at += sc.extra(rng, k)
 		}
@@ -190,13 +212,13 @@ func run(t testing.TB, sc scenario) *result {
 			if sc.copies {
 				b.Protected()
 			}
-			b.Push(sc.ts0+uint32(a.k*sc.frame), pkts[a.k])
+			b.Push(sc.ts0+uint32(offs[a.k]), pkts[a.k])
 			if prev := a.k - 1; sc.copies && prev >= 0 && res.lostK[prev] && pkts[prev] != nil {
-				b.PushCopy(sc.ts0+uint32(prev*sc.frame), pkts[prev])
+				b.PushCopy(sc.ts0+uint32(offs[prev]), pkts[prev])
 			}
 			if !firstSet {
 				// The Buffer's timeline starts at the first packet's timestamp.
-				res.first = int64(sc.ts0+uint32(a.k*sc.frame)) - int64(a.k*sc.frame)
+				res.first = int64(sc.ts0+uint32(offs[a.k])) - int64(offs[a.k])
 				firstSet = true
 			}
 			ai++
