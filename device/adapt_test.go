@@ -21,11 +21,12 @@ func TestAdaptStepsDownAtOnceAndUpSlowly(t *testing.T) {
 		{"clean", stats(100, 0, 0, time.Millisecond), call.ProfileGood, call.ProfileGood},
 		{"one glitch is not a poor link", stats(100, 1, 0, time.Millisecond), call.ProfileGood, call.ProfileGood},
 		{"3 % loss", stats(97, 3, 0, time.Millisecond), call.ProfileGood, call.ProfileFair},
-		{"6 % loss", stats(94, 6, 0, time.Millisecond), call.ProfileGood, call.ProfilePoor},
+		{"10 % loss calls for copies, not a narrower codec", stats(90, 10, 0, time.Millisecond), call.ProfileGood, call.ProfileFair},
 		{"jitter of 70 ms", stats(100, 0, 0, 70*time.Millisecond), call.ProfileGood, call.ProfilePoor},
 		{"jitter of 40 ms", stats(100, 0, 0, 40*time.Millisecond), call.ProfileGood, call.ProfileFair},
 		{"too little audio to judge", stats(10, 5, 0, time.Millisecond), call.ProfileGood, call.ProfileGood},
-		{"loss the repetition hid still counts", stats(100, 0, 3, time.Millisecond), call.ProfilePoor, call.ProfilePoor},
+		{"loss the repetition hid still counts", stats(100, 0, 9, time.Millisecond), call.ProfileFair, call.ProfileFair},
+		{"loss the repetition hid, on poor", stats(100, 0, 9, time.Millisecond), call.ProfilePoor, call.ProfilePoor},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var since time.Time
@@ -49,5 +50,32 @@ func TestAdaptStepsDownAtOnceAndUpSlowly(t *testing.T) {
 	}
 	if mine.Name != "fair" {
 		t.Fatalf("after %v of good audio the profile is %s, want fair", 9*qualityInterval, mine.Name)
+	}
+}
+
+// TestRoundTripsFloor checks that the bearer is judged by the least of the
+// last round trips: one inflated by a retransmission on a lossy link does not
+// make it a 2G bearer, and a move to one shows once every recent round trip
+// is that slow.
+func TestRoundTripsFloor(t *testing.T) {
+	var r roundTrips
+	if f := r.floor(); f.Name != "good" {
+		t.Fatalf("floor with no round trip measured = %s, want good", f.Name)
+	}
+	r.add(0) // not measured
+	r.add(420 * time.Millisecond)
+	if f := r.floor(); f.Name != "poor" {
+		t.Fatalf("floor after one 420 ms round trip = %s, want poor", f.Name)
+	}
+	r.add(100 * time.Millisecond)
+	r.add(330 * time.Millisecond)
+	if f := r.floor(); f.Name != "good" {
+		t.Fatalf("floor with a 100 ms round trip among the last = %s, want good", f.Name)
+	}
+	for range 5 {
+		r.add(310 * time.Millisecond)
+	}
+	if f := r.floor(); f.Name != "poor" {
+		t.Fatalf("floor after five round trips of 310 ms = %s, want poor", f.Name)
 	}
 }

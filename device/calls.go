@@ -39,9 +39,6 @@ const (
 	// minAdaptFrames is the audio, in 20 ms frames, a quality interval must
 	// have carried for its loss to count.
 	minAdaptFrames = 25
-	// redundantFrames is the frames one packet rebuilt from its copy stands
-	// for: the poor profile's packets are 60 ms.
-	redundantFrames = 3
 	// gateFallback is how long after an answer a caller's audio starts even
 	// if no audio has come back.
 	gateFallback = 5 * time.Second
@@ -194,6 +191,7 @@ type Call struct {
 	members []wire.DeviceID         // the group's devices: the relay's allow-list
 	wanted  map[string]call.Profile // by device ID: what each member asks senders to spend
 	joined  map[string]bool         // devices (other than this one) that answered or joined
+	trips   roundTrips              // to the exchange; only run uses it once the call runs
 
 	mu     sync.Mutex
 	reason string
@@ -247,11 +245,12 @@ func (dv *Device) StartCall(ctx context.Context, conv ConversationRef, opts Call
 	if _, err := dv.cfg.Rand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("device: call ID: %w", err)
 	}
-	opts.Profile = dv.startProfile(ctx, opts.Profile)
+	rtt := dv.startProfile(ctx, &opts)
 	c, err := dv.newCall(id, gid, direct, true, opts)
 	if err != nil {
 		return nil, err
 	}
+	c.trips.add(rtt)
 	if err := dv.sendCall(ctx, gid, id, SignalRing, c.opts.Profile.Name, true); err != nil {
 		c.abort()
 		return nil, err
@@ -275,11 +274,12 @@ func (dv *Device) AnswerCall(ctx context.Context, ring *CallSignal, opts CallOpt
 	if dv.now().Sub(ring.SentAt) > StaleRing {
 		return nil, ErrCallEnded
 	}
-	opts.Profile = dv.startProfile(ctx, opts.Profile)
+	rtt := dv.startProfile(ctx, &opts)
 	c, err := dv.newCall(ring.id, ring.group, ring.ConversationKind != KindGroup, false, opts)
 	if err != nil {
 		return nil, err
 	}
+	c.trips.add(rtt)
 	c.joined[ring.From.DeviceID] = true
 	if ring.Profile != "" {
 		if p, ok := call.ProfileNamed(ring.Profile); ok {
@@ -503,10 +503,32 @@ func (c *Call) run() {
 		linkDone  = c.link.Done()
 		relinked  = make(chan relink, 1)
 		changes   = dv.groupChanges()
-		mine      = c.opts.Profile
+		audio     = c.opts.Profile // what the audio calls for; see adapt
+		mine      = c.opts.Profile // what this member asks for: audio, or the floor
 		goodSince time.Time
 		last      call.MediaStats
+		trips     = make(chan time.Duration, 1)
+		timing    bool // a round trip is being measured
 	)
+	if audio == call.ProfilePoor && c.trips.floor() == call.ProfilePoor {
+		// A 2G round trip chose poor, and the floor keeps it there while the
+		// bearer looks like 2G. The audio starts from fair, so that when it
+		// no longer does (that round trip was a retransmission's, or the
+		// device moved) the call follows its audio at once.
+		audio = call.ProfileFair
+	}
+	measure := func() {
+		if timing {
+			return
+		}
+		timing = true
+		go func(s *session) {
+			ctx, cancel := context.WithTimeout(context.Background(), qualityInterval)
+			defer cancel()
+			trips <- roundTrip(ctx, s)
+		}(c.s)
+	}
+	measure()
 	for {
 		select {
 		case <-c.hangup:
@@ -578,9 +600,14 @@ func (c *Call) run() {
 			if use := c.profile(mine); use != c.media.Profile() {
 				c.media.SetProfile(use)
 			}
+		case d := <-trips:
+			timing = false
+			c.trips.add(d)
 		case <-quality.C:
+			measure()
 			st := c.media.Stats()
-			want := adapt(last, st, mine, &goodSince, dv.now())
+			audio = adapt(last, st, audio, &goodSince, dv.now())
+			want := worse(audio, c.trips.floor())
 			last = st
 			if want != mine {
 				mine = want
@@ -604,33 +631,83 @@ func (c *Call) profile(mine call.Profile) call.Profile {
 	return mine
 }
 
-// startProfile is the profile a call starts with: the one asked for, or, if
-// none, one chosen from the round trip to the exchange, since a call that
-// starts too rich on a 2G link loses its first seconds before it adapts.
-func (dv *Device) startProfile(ctx context.Context, asked call.Profile) call.Profile {
-	if asked.Bitrate != 0 {
-		return asked
+// startProfile sets the profile a call starts with, unless one was asked for:
+// one chosen from the round trip to the exchange, since a call that starts too
+// rich on a 2G link loses its first seconds before it adapts. It returns the
+// round trip, or 0 if it was not measured.
+func (dv *Device) startProfile(ctx context.Context, opts *CallOptions) time.Duration {
+	if opts.Profile.Bitrate != 0 {
+		return 0
 	}
+	opts.Profile = call.ProfileGood
 	s, err := dv.acquire(ctx)
 	if err != nil {
-		return call.ProfileGood
+		return 0
 	}
 	defer dv.release(s)
-	start := time.Now()
-	if err := s.c.Ping(ctx); err != nil {
-		return call.ProfileGood
+	rtt := roundTrip(ctx, s)
+	if rtt > 0 {
+		opts.Profile = profileForRTT(rtt)
 	}
-	return profileForRTT(time.Since(start))
+	return rtt
 }
 
-// profileForRTT picks a starting profile from a round trip time: about 300 ms
-// is a 2G (EDGE) bearer, 150–200 ms 3G.
+// roundTrip measures a round trip to the exchange through s, or returns 0.
+func roundTrip(ctx context.Context, s *session) time.Duration {
+	start := time.Now()
+	if err := s.c.Ping(ctx); err != nil {
+		return 0
+	}
+	return max(time.Since(start), time.Nanosecond)
+}
+
+// Round trips to the exchange: about 300 ms is a 2G (EDGE) bearer, 150–200 ms
+// 3G.
+const (
+	narrowRTT = 250 * time.Millisecond
+	mobileRTT = 120 * time.Millisecond
+)
+
+// profileForRTT picks a starting profile from a round trip time.
 func profileForRTT(rtt time.Duration) call.Profile {
 	switch {
-	case rtt >= 250*time.Millisecond:
+	case rtt >= narrowRTT:
 		return call.ProfilePoor
-	case rtt >= 120*time.Millisecond:
+	case rtt >= mobileRTT:
 		return call.ProfileFair
+	}
+	return call.ProfileGood
+}
+
+// roundTrips keeps a call's last round trips to the exchange. Their minimum
+// is the bearer's: a TCP retransmission on a lossy link inflates one round
+// trip, not all of them.
+type roundTrips struct {
+	d [5]time.Duration
+	n int
+}
+
+// add records a round trip; 0, one not measured, is ignored.
+func (r *roundTrips) add(d time.Duration) {
+	if d > 0 {
+		r.d[r.n%len(r.d)] = d
+		r.n++
+	}
+}
+
+// floor is the most a member may ask senders to spend whatever its audio: on
+// a 2G bearer, whose round trip gives it away, the poor profile, which is the
+// only one that fits its 100 kbit/s or so; otherwise any.
+func (r *roundTrips) floor() call.Profile {
+	if r.n == 0 {
+		return call.ProfileGood
+	}
+	low := r.d[0]
+	for _, d := range r.d[1:min(r.n, len(r.d))] {
+		low = min(low, d)
+	}
+	if low >= narrowRTT {
+		return call.ProfilePoor
 	}
 	return call.ProfileGood
 }
@@ -729,24 +806,31 @@ func (c *Call) finish(reason string, tell bool) {
 	close(c.done)
 }
 
-// adapt picks the profile a member asks for from what it received over the
-// last interval: it steps down at once when loss or jitter grows, and back up
-// only after upgradeAfter of good audio.
+// adapt picks the profile a member's audio calls for from what it received
+// over the last interval: it steps down at once when loss or jitter grows, and
+// back up only after upgradeAfter of good audio. What the member asks for is
+// that or the floor its bearer sets (roundTrips.floor), whichever is cheaper.
 //
 // Loss is counted in 20 ms frames of audio: frames lost, plus the frames the
-// packet repetition of the poor profile rebuilt (they were lost on the link,
-// and a call that stepped up again would lose them), against frames played.
-// Under half a second of audio, or a single lost packet, says nothing yet.
+// packet repetition of the fair and poor profiles rebuilt (they were lost on
+// the link, and a call that stepped up again would lose them), against frames
+// played. A sender's silences are not loss. Under half a second of audio, or a
+// single lost packet, says nothing yet.
+//
+// Loss alone calls for the fair profile, whose copies rebuild lost packets and
+// whose 16 kbit/s keep speech whole; the poor one, at 6.4 kbit/s, is for links
+// too narrow for that, which show it by a 2G round trip (the floor) or by a
+// jitter of over 60 ms, the queueing of a link filled up.
 func adapt(prev, cur call.MediaStats, mine call.Profile, goodSince *time.Time, now time.Time) call.Profile {
 	played := cur.Played - prev.Played
-	lost := cur.Lost - prev.Lost + redundantFrames*(cur.RecoveredRedundant-prev.RecoveredRedundant)
+	lost := cur.Lost - prev.Lost + cur.RecoveredRedundant - prev.RecoveredRedundant
 	if played+lost < minAdaptFrames {
 		return mine
 	}
 	loss := float64(lost) / float64(played+lost)
 	want := call.ProfileGood
 	switch {
-	case loss > 0.04 && lost >= 3 || cur.Jitter > 60*time.Millisecond:
+	case cur.Jitter > 60*time.Millisecond:
 		want = call.ProfilePoor
 	case loss > 0.015 && lost >= 2 || cur.Jitter > 30*time.Millisecond:
 		want = call.ProfileFair

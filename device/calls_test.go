@@ -27,27 +27,33 @@ const (
 )
 
 var (
-	speechOnce sync.Once
-	speechA    []int16
-	speechB    []int16
-	speechErr  error
+	speechMu   sync.Mutex
+	speechMemo = map[string][]int16{}
 )
 
 // sentences renders the two test sentences once per test binary.
 func sentences(t *testing.T) ([]int16, []int16) {
 	t.Helper()
-	speechOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if speechA, speechErr = speech.Say(ctx, sentenceA); speechErr != nil {
-			return
-		}
-		speechB, speechErr = speech.Say(ctx, sentenceB)
-	})
-	if speechErr != nil {
-		t.Fatalf("rendering speech (the test command installs espeak-ng): %v", speechErr)
+	return said(t, sentenceA), said(t, sentenceB)
+}
+
+// said returns text as espeak-ng says it, rendering each text once per test
+// binary.
+func said(t *testing.T, text string) []int16 {
+	t.Helper()
+	speechMu.Lock()
+	defer speechMu.Unlock()
+	if pcm, ok := speechMemo[text]; ok {
+		return pcm
 	}
-	return speechA, speechB
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pcm, err := speech.Say(ctx, text)
+	if err != nil {
+		t.Fatalf("rendering speech (the test command installs espeak-ng): %v", err)
+	}
+	speechMemo[text] = pcm
+	return pcm
 }
 
 // pcmSource says samples 20 ms at a time, after a lead of silence, then ends.
@@ -443,12 +449,12 @@ func TestGroupCallThreeParties(t *testing.T) {
 			t.Error("a forwarded packet carries its Opus frame in the clear")
 		}
 		asOpus[p.from] = append(asOpus[p.from], p)
-		packet, _, _, err := call.SplitPayload(frame)
+		m, err := call.ParsePayload(frame)
 		if err != nil {
 			t.Errorf("a forwarded frame holds no Opus packet: %v", err)
 			continue
 		}
-		frames[p.from] = append(frames[p.from], tappedPacket{p.call, p.from, p.ts, packet})
+		frames[p.from] = append(frames[p.from], tappedPacket{p.call, p.from, p.ts, m.Packet})
 	}
 	t.Logf("relay forwarded %d packets of the call; %d open as SFrame with the group's keys", total, opened)
 	if total < 100 {

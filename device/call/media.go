@@ -59,14 +59,19 @@ type Profile struct {
 // The profiles a call moves between as its links change.
 //
 // libopus (1.3) puts in-band FEC in a packet only from about 18 kbit/s, so it
-// helps the good profile alone. The poor profile is for 2G-class links of about
-// 100 kbit/s with 5 % loss: 60 ms packets cut the per-packet header cost
-// (IP, UDP, RTP, SRTP and SFrame: about 72 bytes) to a third, and each packet
-// repeats the one before, so a lost packet is rebuilt from the next. On the
-// wire that is 2 × 48 bytes of Opus + about 76 bytes per 60 ms: 23 kbit/s.
+// protects the good profile alone; the others repeat each packet in the next
+// one, so that a lost packet is rebuilt from its successor. The fair profile is
+// for links that lose a few percent or jitter by tens of milliseconds but still
+// carry 50 kbit/s (3G): 40 ms packets halve the per-packet header cost (IP,
+// UDP, RTP, SRTP and SFrame: about 72 bytes), and at 16 kbit/s Opus keeps the
+// whole wideband of speech, which at 12 kbit/s it sometimes narrows enough to
+// lose fricatives. On the wire that is 2 × 80 bytes of Opus + about 76 bytes per
+// 40 ms: 47 kbit/s. The poor profile is for 2G-class links of about 100 kbit/s
+// with 5 % loss: 60 ms packets cut the header cost to a third; 2 × 48 bytes of
+// Opus + about 76 bytes per 60 ms is 23 kbit/s.
 var (
 	ProfileGood = Profile{Name: "good", Bitrate: 24000, Packet: 20 * time.Millisecond, FECLoss: 10}
-	ProfileFair = Profile{Name: "fair", Bitrate: 12000, Packet: 40 * time.Millisecond, FECLoss: 10}
+	ProfileFair = Profile{Name: "fair", Bitrate: 16000, Packet: 40 * time.Millisecond, FECLoss: 10, Redundant: true}
 	ProfilePoor = Profile{Name: "poor", Bitrate: 6400, Packet: 60 * time.Millisecond, FECLoss: 20, Redundant: true}
 )
 
@@ -109,8 +114,8 @@ type MediaStats struct {
 	Played       uint64 // 20 ms frames played from received packets
 	Lost         uint64 // 20 ms frames lost (then rebuilt by FEC or concealed)
 	RecoveredFEC uint64
-	// RecoveredRedundant counts lost packets rebuilt from the copy in the next
-	// one (redundant profiles).
+	// RecoveredRedundant counts the 20 ms frames of lost packets rebuilt from
+	// the copy in the next one (redundant profiles).
 	RecoveredRedundant uint64
 	Concealed          uint64
 	Late               uint64
@@ -298,7 +303,8 @@ func (m *Media) sendLoop(enc *opus.Encoder) {
 		current  = m.Profile()
 		lastSent time.Time
 		silent   bool
-		previous []byte // the packet sent last, for a redundant profile; nil after a pause
+		previous []byte // the last packet; nil if it was a silence not sent
+		spoken   bool   // the packet sent last was speech, not DTX
 		framed   = make([]byte, 0, 1600)
 	)
 	pace(m.stop, func() bool {
@@ -337,30 +343,31 @@ func (m *Media) sendLoop(enc *opus.Encoder) {
 		// A silence is not sent, except for its first packet when the one
 		// before must still be repeated: the end of a sentence is protected
 		// like its middle.
-		if dtx && now.Sub(lastSent) < dtxRefresh && !(current.Redundant && previous != nil) {
+		if dtx && now.Sub(lastSent) < dtxRefresh && !(current.Redundant && previous != nil && spoken) {
 			silent, previous = true, nil
 			return true
 		}
-		if !current.Redundant {
-			previous = nil
+		var repeat []byte
+		if current.Redundant {
+			repeat = previous
 		}
-		framed = appendPayload(framed[:0], pkt[:n], previous)
+		framed = appendPayload(framed[:0], pkt[:n], repeat, silent)
+		resumes := silent
+		// The next packet repeats this one, DTX or not, sent or lost on the
+		// way out: in a redundant profile every packet carries the one before
+		// but for the first after a silence, so that one without says the
+		// profile changed.
+		previous, spoken, silent = append(previous[:0], pkt[:n]...), !dtx, false
+		lastSent = now
 		binary.BigEndian.PutUint32(meta[:], packetTS)
 		out, err = m.cfg.Keys.AppendProtect(out[:0], meta[:], framed)
 		if err != nil {
 			m.log.Warn("call: protecting a frame", "err", err)
 			return true
 		}
-		if err := m.transport().WriteRTP(packetTS, silent, out); err != nil {
+		if err := m.transport().WriteRTP(packetTS, resumes, out); err != nil {
 			// The link is down; the call is reconnecting or ending.
 			return true
-		}
-		silent = false
-		lastSent = now
-		if dtx {
-			previous = nil
-		} else {
-			previous = append(previous[:0], pkt[:n]...)
 		}
 		m.sent.Add(1)
 		m.sentB.Add(uint64(len(out)))
@@ -424,7 +431,7 @@ func (m *Media) receiveLoop() {
 			m.refused.Add(1)
 			continue
 		}
-		packet, previous, previousSamples, err := SplitPayload(frame)
+		mp, err := ParsePayload(frame)
 		if err != nil {
 			m.refused.Add(1)
 			continue
@@ -437,16 +444,22 @@ func (m *Media) receiveLoop() {
 		if m.cfg.FirstPacket != nil {
 			m.packetOnce.Do(m.cfg.FirstPacket)
 		}
-		if previous != nil {
-			s.buf.Protected()
+		if !mp.Resumes {
+			// Every packet of a redundant profile carries the one before,
+			// but for the first after a silence.
+			s.buf.SetCopies(mp.Previous != nil)
 		}
-		s.buf.Push(ts, packet)
+		if mp.Resumes {
+			s.buf.PushResumed(ts, mp.Packet)
+		} else {
+			s.buf.Push(ts, mp.Packet)
+		}
 		s.saw(ts)
-		if previous != nil {
-			if pts := ts - uint32(previousSamples); !s.seen(pts) {
-				s.buf.PushCopy(pts, previous)
+		if mp.Previous != nil {
+			if pts := ts - uint32(mp.PreviousSamples); !s.seen(pts) {
+				s.buf.PushCopy(pts, mp.Previous)
 				s.saw(pts)
-				m.redundant.Add(1)
+				m.redundant.Add(uint64(mp.PreviousSamples / FrameSamples))
 			}
 		}
 	}

@@ -8,14 +8,14 @@ import (
 
 // The media payload: what an SFrame ciphertext of a call carries.
 //
-//	enum { single(0), redundant(1), (255) } PayloadFormat;
 //	struct {
-//	    PayloadFormat format;
-//	    select (format) {
-//	        case single:    opaque packet[rest];        /* one Opus packet */
-//	        case redundant: uint8 length;               /* of packet, 1..255 */
-//	                        opaque packet[length];
-//	                        opaque previous[rest];      /* the Opus packet sent before this one */
+//	    uint8 flags;                    /* redundant(0x01) | resumes(0x02); other bits 0 */
+//	    select (flags & redundant) {
+//	        case 0: opaque packet[rest];         /* one Opus packet */
+//	        case redundant:
+//	                uint8 length;                /* of packet, 1..255 */
+//	                opaque packet[length];
+//	                opaque previous[rest];       /* the Opus packet sent before this one */
 //	    };
 //	} MediaPayload;
 //
@@ -23,51 +23,70 @@ import (
 // this packet's timestamp minus the previous packet's duration: when one
 // packet is lost the next one brings it. It is what poor links get, since
 // libopus's own in-band FEC needs more bitrate than they have.
+//
+// The resumes flag marks the first packet after the sender's silence, when it
+// sent nothing (DTX): the receiver plays the gap before it as silence rather
+// than counting and repairing a loss. It is inside the ciphertext, so the
+// relay can neither read nor forge it.
 const (
-	payloadSingle    = 0
-	payloadRedundant = 1
-	maxRedundantLen  = 255
+	flagRedundant   = 0x01
+	flagResumes     = 0x02
+	maxRedundantLen = 255
 )
 
 // errPayload is returned for a media payload that does not decode.
 var errPayload = errors.New("call: malformed media payload")
 
+// MediaPayload is one decoded media payload.
+type MediaPayload struct {
+	Packet []byte // the Opus packet
+	// Previous is the Opus packet sent before Packet, or nil;
+	// PreviousSamples is its duration in samples.
+	Previous        []byte
+	PreviousSamples int
+	// Resumes is set on the first packet after the sender's silence.
+	Resumes bool
+}
+
 // appendPayload appends the payload for packet, with previous repeated when it
 // is not nil and fits.
-func appendPayload(dst, packet, previous []byte) []byte {
+func appendPayload(dst, packet, previous []byte, resumes bool) []byte {
+	var flags byte
+	if resumes {
+		flags |= flagResumes
+	}
 	if previous == nil || len(packet) == 0 || len(packet) > maxRedundantLen {
-		dst = append(dst, payloadSingle)
+		dst = append(dst, flags)
 		return append(dst, packet...)
 	}
-	dst = append(dst, payloadRedundant, byte(len(packet)))
+	dst = append(dst, flags|flagRedundant, byte(len(packet)))
 	dst = append(dst, packet...)
 	return append(dst, previous...)
 }
 
-// SplitPayload splits a payload into its packet and the previous packet (nil
-// for a single one) and returns the previous packet's duration in samples. Both
-// must be well-formed Opus packets.
-func SplitPayload(p []byte) (packet, previous []byte, previousSamples int, err error) {
-	if len(p) < 2 {
-		return nil, nil, 0, errPayload
+// ParsePayload decodes a media payload. Its packets must be well-formed Opus
+// packets; they alias p.
+func ParsePayload(p []byte) (MediaPayload, error) {
+	var m MediaPayload
+	if len(p) < 2 || p[0]&^(flagRedundant|flagResumes) != 0 {
+		return MediaPayload{}, errPayload
 	}
-	switch p[0] {
-	case payloadSingle:
-		packet = p[1:]
-	case payloadRedundant:
+	m.Resumes = p[0]&flagResumes != 0
+	if p[0]&flagRedundant == 0 {
+		m.Packet = p[1:]
+	} else {
 		n := int(p[1])
 		if n == 0 || len(p) < 2+n+1 {
-			return nil, nil, 0, errPayload
+			return MediaPayload{}, errPayload
 		}
-		packet, previous = p[2:2+n], p[2+n:]
-		if previousSamples, err = opus.PacketSamples(previous); err != nil {
-			return nil, nil, 0, errPayload
+		m.Packet, m.Previous = p[2:2+n], p[2+n:]
+		var err error
+		if m.PreviousSamples, err = opus.PacketSamples(m.Previous); err != nil {
+			return MediaPayload{}, errPayload
 		}
-	default:
-		return nil, nil, 0, errPayload
 	}
-	if _, err := opus.PacketSamples(packet); err != nil {
-		return nil, nil, 0, errPayload
+	if _, err := opus.PacketSamples(m.Packet); err != nil {
+		return MediaPayload{}, errPayload
 	}
-	return packet, previous, previousSamples, nil
+	return m, nil
 }

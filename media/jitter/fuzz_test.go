@@ -14,7 +14,8 @@ import (
 //
 // The script is a sequence of records: a byte op, then for a packet a 4-byte
 // timestamp, a 1-byte length and the packet; the op's next two bits say how
-// the packet came (in the stream, after a silence, as a copy, or with copies).
+// the packet came (in the stream, after a silence, as a copy, or in the stream
+// with copies on or off, by bit 6).
 func FuzzPush(f *testing.F) {
 	enc, err := opus.NewEncoder()
 	if err != nil {
@@ -73,7 +74,7 @@ func FuzzPush(f *testing.F) {
 				case 2:
 					b.PushCopy(ts, pkt)
 				case 3:
-					b.Protected()
+					b.SetCopies(op&0x40 != 0)
 					b.Push(ts, pkt)
 				}
 			case 1: // the playout clock

@@ -132,7 +132,7 @@ type Buffer struct {
 	lastDur     int       // duration of the last packet received
 	lastFEC     bool      // whether it carries FEC
 	fecAt       time.Time // arrival of the last packet carrying FEC
-	copiesAt    time.Time // arrival of the last packet carrying a copy of the one before
+	copies      bool      // the sender's packets carry a copy of the one before
 	lossAt      time.Time
 	lossSeen    bool
 
@@ -206,21 +206,23 @@ func (b *Buffer) PushResumed(ts uint32, pkt []byte) { b.push(ts, pkt, resumed) }
 // arrival says nothing of the network's delay, so it is not measured.
 func (b *Buffer) PushCopy(ts uint32, pkt []byte) { b.push(ts, pkt, copied) }
 
-// Protected tells the Buffer that the sender's packets carry a copy of the
-// packet before: like FEC, that can only rebuild a lost packet once the next
-// one is in, so while packets are being lost the Buffer waits one packet more.
+// SetCopies tells the Buffer whether the sender's packets carry a copy of the
+// packet before, as a sender on a poor link sends them. Like FEC, a copy can
+// only rebuild a lost packet once the next one is in, so while copies come the
+// Buffer plays one packet later.
 //
 // Unlike FEC, which comes and goes with the encoder's choices, copies are sent
-// for as long as a link is poor, so the Buffer keeps the extra packet while
-// they come, whether or not a loss was seen yet: a target that rose only at
-// the first loss would make the copy that follows it late, in mid-sentence.
-func (b *Buffer) Protected() {
+// for as long as a link is poor, so the Buffer keeps the extra packet from the
+// first copy until a packet says they stopped, through the sender's silences
+// and whether or not a loss was seen: a target that rose only at the first loss,
+// or at the first copy after a pause, would be reached only in mid-sentence, and
+// the copy that follows a loss there would come too late.
+func (b *Buffer) SetCopies(on bool) {
 	b.mu.Lock()
-	now := b.now()
-	if b.copiesAt.IsZero() || now.Sub(b.copiesAt) > lossMemory {
-		b.sinceTarget = retargetEvery // take the lead into account now
+	if on != b.copies {
+		b.copies = on
+		b.sinceTarget = retargetEvery // move the target at the next packet
 	}
-	b.fecAt, b.copiesAt = now, now
 	b.mu.Unlock()
 }
 
@@ -360,7 +362,7 @@ func (b *Buffer) retarget(now time.Time) {
 	if b.lossSeen && now.Sub(b.lossAt) > lossMemory {
 		b.lossSeen = false
 	}
-	if b.lossSeen && now.Sub(b.fecAt) <= lossMemory || !b.copiesAt.IsZero() && now.Sub(b.copiesAt) <= lossMemory {
+	if b.copies || b.lossSeen && now.Sub(b.fecAt) <= lossMemory {
 		spread += int64(b.lastDur)
 	}
 	b.target = max(b.minDelay, min(b.maxDelay, spread+targetMargin))

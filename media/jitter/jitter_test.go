@@ -390,3 +390,46 @@ func encodeSpeech(t *testing.T, n int, fec bool) [][]byte {
 	}
 	return pkts
 }
+
+// TestCopiesOutlastSilence checks that the packet of delay a sender's copies
+// call for is still there when it speaks again after a long silence: it must
+// be in place from the first word, not built up in mid-sentence.
+func TestCopiesOutlastSilence(t *testing.T) {
+	var targets [2]time.Duration
+	for i, copies := range []bool{false, true} {
+		var now time.Time
+		dec, err := opus.NewDecoder()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dec.Close()
+		b := New(Config{Now: func() time.Time { return now }}, dec)
+		pkts := encodeSpeech(t, 60, false)
+		start := time.Unix(1000, 0)
+		pcm := make([]int16, FrameSamples)
+		push := func(k int, resumed bool) {
+			now = start.Add(time.Duration(k+1) * 20 * time.Millisecond)
+			if resumed {
+				// The first packet after a silence carries no copy either way.
+				b.PushResumed(uint32(k*FrameSamples), pkts[k%len(pkts)])
+			} else {
+				b.SetCopies(copies)
+				b.Push(uint32(k*FrameSamples), pkts[k%len(pkts)])
+			}
+		}
+		for k := range 50 {
+			push(k, false)
+			b.Next(pcm)
+		}
+		// 15 s of silence, with no packet at all, then the sender speaks.
+		for k := 50; k < 800; k++ {
+			now = start.Add(time.Duration(k+1) * 20 * time.Millisecond)
+			b.Next(pcm)
+		}
+		push(800, true)
+		targets[i] = b.Stats().TargetDelay
+	}
+	if targets[1]-targets[0] != 20*time.Millisecond {
+		t.Errorf("target after a silence %v with copies, %v without; want one packet (20 ms) more", targets[1], targets[0])
+	}
+}

@@ -210,7 +210,7 @@ func run(t testing.TB, sc scenario) *result {
 			a := arrivals[ai]
 			now = start.Add(a.at)
 			if sc.copies {
-				b.Protected()
+				b.SetCopies(true)
 			}
 			b.Push(sc.ts0+uint32(offs[a.k]), pkts[a.k])
 			if prev := a.k - 1; sc.copies && prev >= 0 && res.lostK[prev] && pkts[prev] != nil {
