@@ -336,18 +336,12 @@ func TestPacketDurationChanges(t *testing.T) {
 // loss, and it does not make the Buffer wait for FEC.
 func TestResumed(t *testing.T) {
 	for _, resumed := range []bool{false, true} {
-		var now time.Time
-		dec, err := opus.NewDecoder()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer dec.Close()
-		b := New(Config{Now: func() time.Time { return now }}, dec)
+		b, now := clockedBuffer(t)
 		pkts := encodeSpeech(t, 30, true)
 		start := time.Unix(1000, 0)
 		pcm := make([]int16, FrameSamples)
 		for k := range 30 {
-			now = start.Add(time.Duration(k+1) * 20 * time.Millisecond)
+			*now = start.Add(time.Duration(k+1) * 20 * time.Millisecond)
 			switch {
 			case k == 10: // the sender was silent for this packet
 			case k == 11 && resumed:
@@ -365,6 +359,18 @@ func TestResumed(t *testing.T) {
 			t.Errorf("after a lost packet: lost %d, want 1", s.Lost)
 		}
 	}
+}
+
+// clockedBuffer returns a Buffer whose clock reads *now.
+func clockedBuffer(t *testing.T) (*Buffer, *time.Time) {
+	t.Helper()
+	dec, err := opus.NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dec.Close)
+	now := new(time.Time)
+	return New(Config{Now: func() time.Time { return *now }}, dec), now
 }
 
 // encodeSpeech returns n 20 ms packets of speech, with in-band FEC if fec.
@@ -397,18 +403,12 @@ func encodeSpeech(t *testing.T, n int, fec bool) [][]byte {
 func TestCopiesOutlastSilence(t *testing.T) {
 	var targets [2]time.Duration
 	for i, copies := range []bool{false, true} {
-		var now time.Time
-		dec, err := opus.NewDecoder()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer dec.Close()
-		b := New(Config{Now: func() time.Time { return now }}, dec)
+		b, now := clockedBuffer(t)
 		pkts := encodeSpeech(t, 60, false)
 		start := time.Unix(1000, 0)
 		pcm := make([]int16, FrameSamples)
 		push := func(k int, resumed bool) {
-			now = start.Add(time.Duration(k+1) * 20 * time.Millisecond)
+			*now = start.Add(time.Duration(k+1) * 20 * time.Millisecond)
 			if resumed {
 				// The first packet after a silence carries no copy either way.
 				b.PushResumed(uint32(k*FrameSamples), pkts[k%len(pkts)])
@@ -423,7 +423,7 @@ func TestCopiesOutlastSilence(t *testing.T) {
 		}
 		// 15 s of silence, with no packet at all, then the sender speaks.
 		for k := 50; k < 800; k++ {
-			now = start.Add(time.Duration(k+1) * 20 * time.Millisecond)
+			*now = start.Add(time.Duration(k+1) * 20 * time.Millisecond)
 			b.Next(pcm)
 		}
 		push(800, true)
