@@ -337,7 +337,7 @@ func BenchmarkCallSetup(b *testing.B) {
 //
 // The metrics are the median and 95th percentile of the delay, and the
 // median of bob's jitter buffer playout delay (beyond the fastest packet's
-// transit) when each onset played.
+// transit, counted from the packet's end) when each onset played.
 func BenchmarkMouthToEar(b *testing.B) {
 	for _, mode := range []struct {
 		name   string

@@ -444,14 +444,12 @@ func (m *Media) receiveLoop() {
 		if m.cfg.FirstPacket != nil {
 			m.packetOnce.Do(m.cfg.FirstPacket)
 		}
-		if !mp.Resumes {
-			// Every packet of a redundant profile carries the one before,
-			// but for the first after a silence.
-			s.buf.SetCopies(mp.Previous != nil)
-		}
 		if mp.Resumes {
 			s.buf.PushResumed(ts, mp.Packet)
 		} else {
+			// Every packet of a redundant profile carries the one before,
+			// but for the first after a silence.
+			s.buf.SetCopies(mp.Previous != nil)
 			s.buf.Push(ts, mp.Packet)
 		}
 		s.saw(ts)

@@ -254,15 +254,14 @@ func (b *Buffer) push(ts uint32, pkt []byte, kind pushKind) {
 	}
 	b.recent[b.nRecent%recentWindow] = e
 	b.nRecent++
-	if kind == copied {
-		b.highEnd = max(b.highEnd, e+int64(dur))
-	} else {
+	fec := opus.HasFEC(pkt)
+	if kind != copied {
 		if dur != b.lastDur {
 			// A new packet duration moves the target at once (see retarget).
 			b.sinceTarget = retargetEvery
 		}
-		b.lastDur, b.lastFEC = dur, opus.HasFEC(pkt)
-		if b.lastFEC {
+		b.lastDur, b.lastFEC = dur, fec
+		if fec {
 			b.fecAt = now
 		}
 	}
@@ -296,7 +295,7 @@ func (b *Buffer) push(ts uint32, pkt []byte, kind pushKind) {
 	}
 	p := b.newPacket()
 	p.ts, p.dur, p.data = e, dur, append(p.data[:0], pkt...)
-	p.fec, p.resumes = opus.HasFEC(pkt), kind == resumed
+	p.fec, p.resumes = fec, kind == resumed
 	b.pkts = slices.Insert(b.pkts, i, p)
 }
 
